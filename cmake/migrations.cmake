@@ -1,0 +1,20 @@
+# Embeds the ordered migrations (migrations/NNNN_name.lua) as a C table.
+set(body "")
+set(count 0)
+foreach(f ${FILES})
+  get_filename_component(name ${f} NAME_WE)
+  string(REGEX MATCH "^[0-9]+" ver ${name})
+  math(EXPR ver "${ver}")
+  file(READ ${f} hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(APPEND body "static const char m${count}[] = {${bytes}0};\n")
+  list(APPEND entries "{${ver}, \"${name}\", m${count}}")
+  math(EXPR count "${count} + 1")
+endforeach()
+string(REPLACE ";" ",\n    " entries_txt "${entries}")
+if(count EQUAL 0)
+  set(entries_txt "{0, 0, 0}")
+endif()
+file(WRITE ${OUT} "/* generated from migrations/; do not edit */\n#include \"store/migrate.h\"\n${body}"
+  "const fxb_migration fxb_migrations[] = {\n    ${entries_txt}\n};\n"
+  "const size_t fxb_migrations_count = ${count};\n")

@@ -1,0 +1,163 @@
+/* The contract between the runtime and the services. A service declares its
+ * methods in a table of fxb_method and implements handlers against fxb_ctx;
+ * it never sees gRPC core types. The runtime does unpack, access checks,
+ * deadlines, logging, metrics and status for every method. */
+#ifndef FXB_HANDLER_H
+#define FXB_HANDLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "arena.h"
+#include "status.h"
+
+typedef struct fxb_ctx fxb_ctx;
+typedef struct fxb_store fxb_store;
+typedef struct fxb_config fxb_config;
+
+typedef enum fxb_rpc_kind {
+    FXB_RPC_UNARY = 0,
+    FXB_RPC_CLIENT_STREAMING,
+    FXB_RPC_SERVER_STREAMING,
+    FXB_RPC_BIDI,
+} fxb_rpc_kind;
+
+/* Who may call a method. The auth issue extends this; today every method is
+ * FXB_ACCESS_PUBLIC. */
+typedef enum fxb_access_kind {
+    FXB_ACCESS_PUBLIC = 0,
+} fxb_access_kind;
+
+typedef struct fxb_access {
+    fxb_access_kind kind;
+} fxb_access;
+
+/* What a streaming callback wants next. */
+typedef enum fxb_next {
+    FXB_NEXT_CONTINUE = 0, /* keep the stream open */
+    FXB_NEXT_FINISH = 1,   /* end the call with the status set on ctx (OK if none) */
+} fxb_next;
+
+/* Unary handler: fill *resp (already initialised from the method's response
+ * descriptor, allocated in the call arena) and return FXB_OK, or return the
+ * code from fxb_ctx_fail(). */
+typedef fxb_code (*fxb_unary_fn)(fxb_ctx *ctx, const ProtobufCMessage *req,
+                                 ProtobufCMessage *resp);
+
+/* Streaming handlers are event callbacks, so a stream never holds a worker
+ * thread while it waits. All callbacks of one call run on the same worker
+ * thread, one at a time. Any callback may be NULL where it cannot happen. */
+typedef struct fxb_stream_ops {
+    /* Server-streaming: called with the single request. Client-streaming and
+     * bidi: called with req == NULL when the call starts. */
+    fxb_next (*on_start)(fxb_ctx *ctx, const ProtobufCMessage *req);
+    /* Client-streaming and bidi: one call per message received. msg lives in
+     * a scratch arena reset after the callback returns: copy what you keep
+     * into fxb_ctx_arena(). */
+    fxb_next (*on_message)(fxb_ctx *ctx, const ProtobufCMessage *msg);
+    /* The client finished sending. Client-streaming: fill *resp (initialised
+     * like a unary response) and return FINISH. */
+    fxb_next (*on_half_close)(fxb_ctx *ctx, ProtobufCMessage *resp);
+    /* An event posted with fxb_ctx_post() arrived on this call's worker. */
+    fxb_next (*on_event)(fxb_ctx *ctx, void *event);
+    /* The outbound queue drained below its bound after fxb_ctx_send() reported
+     * it full. */
+    fxb_next (*on_writable)(fxb_ctx *ctx);
+    /* The call ended (finished, cancelled by the client, deadline, shutdown).
+     * Called exactly once; release what the handler registered elsewhere. */
+    void (*on_end)(fxb_ctx *ctx, bool cancelled);
+    /* Frees an event posted with fxb_ctx_post() that was never delivered
+     * because the call ended first; may be NULL for events needing no free. */
+    void (*free_event)(void *event);
+} fxb_stream_ops;
+
+/* Per-method limits. Zero means the server-wide default. */
+typedef struct fxb_limits {
+    size_t max_request_bytes; /* per received message */
+    uint32_t max_messages;    /* streams: messages a client may send */
+} fxb_limits;
+
+typedef struct fxb_method {
+    const char *path; /* "/fxb.v1.SystemService/GetInfo" */
+    const ProtobufCMessageDescriptor *request;
+    const ProtobufCMessageDescriptor *response;
+    fxb_rpc_kind kind;
+    fxb_unary_fn unary;              /* FXB_RPC_UNARY */
+    const fxb_stream_ops *stream;    /* every other kind */
+    fxb_access access;
+    fxb_limits limits;
+} fxb_method;
+
+/* A service: a name (as in the proto, "fxb.v1.SystemService") and its
+ * methods. Services are registered before the server starts. */
+typedef struct fxb_service {
+    const char *name;
+    const fxb_method *methods;
+    size_t n_methods;
+} fxb_service;
+
+/* --- what a handler may ask of its call ------------------------------- */
+
+/* The call's arena: lives until the call ends. */
+fxb_arena *fxb_ctx_arena(fxb_ctx *ctx);
+
+/* This worker's Redis connection (never NULL; commands fail with UNAVAILABLE
+ * when Redis is down). */
+fxb_store *fxb_ctx_store(fxb_ctx *ctx);
+
+const fxb_config *fxb_ctx_config(fxb_ctx *ctx);
+const fxb_method *fxb_ctx_method(fxb_ctx *ctx);
+
+/* Milliseconds left before the client's deadline (0 if passed), or -1 when
+ * the call has no deadline. */
+int64_t fxb_ctx_remaining_ms(fxb_ctx *ctx);
+
+/* True once the client cancelled, the deadline passed or the server is
+ * shutting down: a long handler should stop. */
+bool fxb_ctx_cancelled(fxb_ctx *ctx);
+
+/* True when the server is draining for shutdown. */
+bool fxb_ctx_shutting_down(fxb_ctx *ctx);
+
+/* Request metadata. authorization is the raw header value (NULL if absent),
+ * for the auth layer only: never log it. */
+const char *fxb_ctx_request_id(fxb_ctx *ctx);
+const char *fxb_ctx_user_agent(fxb_ctx *ctx);
+const char *fxb_ctx_authorization(fxb_ctx *ctx);
+const char *fxb_ctx_peer(fxb_ctx *ctx);
+
+/* Records the call's final error and returns its code. message is English
+ * (printf format), message_zh what the app shows. */
+fxb_code fxb_ctx_fail(fxb_ctx *ctx, fxb_code code, const char *reason, const char *message_zh,
+                      const char *message_fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Records a prepared error; returns its code. */
+fxb_code fxb_ctx_fail_err(fxb_ctx *ctx, const fxb_err *err);
+
+/* Streams: queues a response message (packed at once, so msg may be freed or
+ * reused after return). Returns FXB_OK, FXB_RESOURCE_EXHAUSTED when the
+ * outbound queue is full (on_writable follows when it drains), or
+ * FXB_CANCELLED when the call already ended. */
+fxb_code fxb_ctx_send(fxb_ctx *ctx, const ProtobufCMessage *msg);
+
+/* Number of messages queued and not yet written to the transport. */
+size_t fxb_ctx_send_queued(fxb_ctx *ctx);
+
+/* Reference counting for code that keeps a ctx beyond a callback (watch
+ * lists). Thread-safe. */
+void fxb_ctx_ref(fxb_ctx *ctx);
+void fxb_ctx_unref(fxb_ctx *ctx);
+
+/* From any thread: deliver event to the call's on_event on its worker.
+ * Returns false (and frees nothing) when the call has already ended; the
+ * caller keeps ownership of event in that case. */
+bool fxb_ctx_post(fxb_ctx *ctx, void *event);
+
+/* Handler-owned state for the call, allocated by the handler (usually from
+ * the arena). */
+void fxb_ctx_set_user(fxb_ctx *ctx, void *user);
+void *fxb_ctx_user(fxb_ctx *ctx);
+
+#endif

@@ -1,0 +1,98 @@
+/* fxb_store: one Redis connection (hiredis, synchronous), owned by one
+ * thread. Connect and command timeouts; when Redis is unreachable commands
+ * fail fast with FXB_UNAVAILABLE and the connection is retried with
+ * exponential backoff on later commands, so the server keeps running and
+ * recovers by itself when Redis returns. */
+#ifndef FXB_STORE_H
+#define FXB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <hiredis/hiredis.h>
+
+#include "server/status.h"
+
+#define FXB_STORE_URL_MAX 512
+
+typedef struct fxb_store_url {
+    bool is_unix;
+    char host[256]; /* tcp host, or the socket path when is_unix */
+    int port;       /* tcp only */
+    int db;         /* 0..15 */
+} fxb_store_url;
+
+/* Parses "redis://host:port/db" (port default 6379, db default 0) or
+ * "unix:///path/to/sock" (optionally "?db=N"). Returns FXB_OK or
+ * FXB_INVALID_ARGUMENT with a message naming what is wrong. */
+fxb_code fxb_store_url_parse(const char *url, fxb_store_url *out, fxb_err *err);
+
+typedef struct fxb_store_options {
+    const char *url;
+    int connect_timeout_ms; /* default 1000 */
+    int command_timeout_ms; /* default 2000 */
+    int backoff_min_ms;     /* default 50 */
+    int backoff_max_ms;     /* default 2000 */
+} fxb_store_options;
+
+typedef struct fxb_store fxb_store;
+
+/* Creates a store; tries to connect once but succeeds even when Redis is
+ * down (later commands reconnect). Returns NULL only for a bad URL or out of
+ * memory, with *err filled. Free with fxb_store_free. */
+fxb_store *fxb_store_new(const fxb_store_options *opt, fxb_err *err);
+void fxb_store_free(fxb_store *s);
+
+/* Runs one command (hiredis printf-style format). Returns the reply, which
+ * the caller frees with freeReplyObject, or NULL with *err set:
+ * FXB_UNAVAILABLE (reason STORE_UNAVAILABLE) when Redis cannot be reached or
+ * the connection broke, FXB_INTERNAL (reason STORE_ERROR) when Redis answered
+ * with an error reply. */
+redisReply *fxb_store_command(fxb_store *s, fxb_err *err, const char *fmt, ...);
+
+/* Same with an argument vector (binary safe). */
+redisReply *fxb_store_commandv(fxb_store *s, fxb_err *err, int argc, const char **argv,
+                               const size_t *argvlen);
+
+/* Pipelining: append n commands then read n replies. fxb_store_pipeline runs
+ * cmds[i] (argc/argv/argvlen) and stores each reply in replies[i] (caller
+ * frees each). On a connection failure all replies are NULL and *err is set.
+ * An error reply of one command is returned as a reply of type
+ * REDIS_REPLY_ERROR, not as a failure. */
+typedef struct fxb_store_cmd {
+    int argc;
+    const char **argv;
+    const size_t *argvlen;
+} fxb_store_cmd;
+fxb_code fxb_store_pipeline(fxb_store *s, fxb_err *err, size_t n, const fxb_store_cmd *cmds,
+                            redisReply **replies);
+
+/* A Lua script known to the server. Declare them static; the SHA-1 is
+ * computed on first use (thread-safe). */
+typedef struct fxb_script {
+    const char *name;   /* for logs and errors */
+    const char *source; /* Lua */
+    char sha[41];       /* filled lazily */
+    int sha_state;      /* internal: 0 = not computed, 2 = ready */
+} fxb_script;
+#define FXB_SCRIPT(n, src) {.name = (n), .source = (src)}
+
+/* EVALSHA with NOSCRIPT fallback to EVAL (which also loads it). All keys
+ * must be in keys[] so that Redis Cluster can route the script. Returns a
+ * reply like fxb_store_command. An error raised by the script
+ * (redis.error_reply) comes back as FXB_INTERNAL with the script's text in the
+ * message unless it starts with an fxb code token (see store.c). */
+redisReply *fxb_store_eval(fxb_store *s, fxb_err *err, fxb_script *script, int nkeys,
+                           const char **keys, int nargs, const char **args, const size_t *arglens);
+
+/* PING with the command timeout. True when Redis answered PONG. */
+bool fxb_store_ping(fxb_store *s);
+
+/* True when the connection is currently established. */
+bool fxb_store_connected(const fxb_store *s);
+
+/* Process-wide count of Redis errors (connection failures, timeouts, error
+ * replies), for metrics. */
+uint64_t fxb_store_error_count(void);
+
+#endif
