@@ -24,6 +24,7 @@ typedef enum fxb_log_level {
     FXB_LOG_ERROR = 3,
 } fxb_log_level;
 
+typedef struct fxb_config fxb_config;
 struct fxb_config {
     char listen[FXB_CONFIG_STR_MAX];         /* FXB_LISTEN host:port, default 127.0.0.1:50051 */
     char redis_url[FXB_CONFIG_STR_MAX];      /* FXB_REDIS_URL, default redis://127.0.0.1:6379/0 */
