@@ -114,8 +114,9 @@ const fxb_method *fxb_ctx_method(fxb_ctx *ctx);
  * the call has no deadline. */
 int64_t fxb_ctx_remaining_ms(fxb_ctx *ctx);
 
-/* True once the client cancelled, the deadline passed or the server is
- * shutting down: a long handler should stop. */
+/* True once the client cancelled (as far as the worker has seen), the
+ * deadline passed, or the shutdown grace period ended: a long handler should
+ * stop. */
 bool fxb_ctx_cancelled(fxb_ctx *ctx);
 
 /* True when the server is draining for shutdown. */
@@ -159,5 +160,15 @@ bool fxb_ctx_post(fxb_ctx *ctx, void *event);
  * the arena). */
 void fxb_ctx_set_user(fxb_ctx *ctx, void *user);
 void *fxb_ctx_user(fxb_ctx *ctx);
+
+/* Timers for stream handlers: deliver event to on_event after ms
+ * milliseconds on the call's worker (or free_event it if the call ends
+ * first). Returns false when the call already ended (event not taken). */
+bool fxb_ctx_after(fxb_ctx *ctx, int64_t ms, void *event);
+
+/* Monotonic clock in microseconds. */
+uint64_t fxb_now_us(void);
+/* Wall clock, UTC epoch milliseconds. */
+int64_t fxb_wall_ms(void);
 
 #endif

@@ -1,0 +1,213 @@
+/* fxb-server: reads the configuration, checks the store schema, starts the
+ * gRPC runtime and the metrics listener, then waits for SIGINT/SIGTERM while
+ * watching Redis for the health status. Exit codes: 0 clean stop, 1 runtime
+ * failure, 2 bad configuration or usage, 3 store schema mismatch. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <grpc/grpc.h>
+
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "runtime.h"
+#include "services/diag/diag.h"
+#include "services/health/health.h"
+#include "services/reflection/reflection.h"
+#include "services/system/system.h"
+#include "store/migrate.h"
+#include "store/store.h"
+
+#define MONITOR_PERIOD_MS 500
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: fxb-server [--config FILE] [--help] [--version]\n\n"
+                 "Serves the fxb gRPC API. Settings come from FXB_* environment variables,\n"
+                 "which override those in --config FILE (KEY=VALUE lines).\n\n");
+    fxb_config_print_help(out);
+}
+
+/* Parses argv and loads the configuration; returns 0 to go on, or the exit
+ * code. */
+static int load_config(int argc, char **argv, fxb_config *cfg)
+{
+    const char *file = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("fxb-server %s\n", FXB_VERSION);
+            exit(0);
+        } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            file = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            file = argv[i] + 9;
+        } else {
+            fprintf(stderr, "fxb-server: unknown argument \"%s\"\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    fxb_err err;
+    fxb_err_clear(&err);
+    fxb_config_defaults(cfg);
+    if ((file && fxb_config_load_file(cfg, file, &err) != FXB_OK) ||
+        fxb_config_load_env(cfg, NULL, &err) != FXB_OK || fxb_config_validate(cfg, &err) != FXB_OK) {
+        fprintf(stderr, "fxb-server: %s\n", err.message);
+        return 2;
+    }
+    fxb_store_url url;
+    if (fxb_store_url_parse(cfg->redis_url, &url, &err) != FXB_OK) {
+        fprintf(stderr, "fxb-server: FXB_REDIS_URL: %s\n", err.message);
+        return 2;
+    }
+    return 0;
+}
+
+/* Checks Redis and the schema; returns whether the server may serve. When
+ * the schema does not match, logs it (once per change) and reports false. */
+static bool store_ready(fxb_store *st, bool *schema_ok, int *last_logged)
+{
+    if (!fxb_store_ping(st)) {
+        if (*last_logged != 1)
+            fxb_log(FXB_LOG_WARN, "redis unreachable: serving NOT_SERVING until it returns");
+        *last_logged = 1;
+        *schema_ok = false; /* re-check the schema once it returns */
+        return false;
+    }
+    if (!*schema_ok) {
+        fxb_err err;
+        if (fxb_migrate_check(st, &err) != FXB_OK) {
+            if (*last_logged != 2)
+                fxb_log(FXB_LOG_ERROR, "%s", err.message);
+            *last_logged = 2;
+            return false;
+        }
+        *schema_ok = true;
+    }
+    if (*last_logged != 0)
+        fxb_log(FXB_LOG_INFO, "redis reachable and schema current: SERVING");
+    *last_logged = 0;
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    fxb_config cfg;
+    int rc = load_config(argc, argv, &cfg);
+    if (rc != 0)
+        return rc;
+    fxb_log_set_level(cfg.log_level);
+
+    /* Every client connection is a descriptor: allow as many as permitted. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    /* Signals are taken synchronously by this thread only. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    fxb_err err;
+    fxb_err_clear(&err);
+    fxb_store_options so = {.url = cfg.redis_url,
+                            .connect_timeout_ms = cfg.redis_connect_timeout_ms,
+                            .command_timeout_ms = cfg.redis_command_timeout_ms};
+    fxb_store *monitor = fxb_store_new(&so, &err);
+    if (monitor == NULL) {
+        fprintf(stderr, "fxb-server: %s\n", err.message);
+        return 2;
+    }
+    /* A reachable store on the wrong schema is an operator error: refuse to
+     * start. An unreachable one is checked again when it returns. */
+    if (fxb_store_ping(monitor) && fxb_migrate_check(monitor, &err) != FXB_OK) {
+        fxb_log(FXB_LOG_ERROR, "%s", err.message);
+        fprintf(stderr, "fxb-server: %s\n", err.message);
+        fxb_store_free(monitor);
+        return 3;
+    }
+
+    grpc_init();
+    fxb_server *srv = fxb_server_new(&cfg, &err);
+    const fxb_service *services[] = {&fxb_system_service, &fxb_health_service,
+                                     &fxb_reflection_service, &fxb_diag_service};
+    size_t n_services = sizeof services / sizeof services[0] - (cfg.diag ? 0 : 1);
+    const char *paths[FXB_MAX_METHODS];
+    size_t n_paths = 0;
+    for (size_t i = 0; srv && i < n_services; i++) {
+        if (fxb_server_add_service(srv, services[i], &err) != FXB_OK)
+            goto fail;
+        for (size_t j = 0; j < services[i]->n_methods; j++)
+            paths[n_paths++] = services[i]->methods[j].path;
+    }
+    if (srv == NULL)
+        goto fail;
+    const char *names[FXB_MAX_SERVICES];
+    size_t n_names = fxb_server_service_names(srv, names, FXB_MAX_SERVICES);
+    if (fxb_health_init(names, n_names) != FXB_OK ||
+        fxb_reflection_init(names, n_names, &err) != FXB_OK ||
+        fxb_metrics_init(n_paths, paths) != FXB_OK) {
+        fxb_err_set(&err, FXB_INTERNAL, "INIT_FAILED", "", "cannot initialise services");
+        goto fail;
+    }
+    fxb_metrics_set_redis_errors_source(fxb_store_error_count);
+    if (strcmp(cfg.metrics_listen, "off") != 0 &&
+        fxb_metrics_listen(cfg.metrics_listen, &err) != FXB_OK)
+        goto fail;
+    if (fxb_server_start(srv, &err) != FXB_OK)
+        goto fail;
+
+    bool schema_ok = false;
+    int last_logged = -1;
+    fxb_health_set_serving(store_ready(monitor, &schema_ok, &last_logged));
+    fxb_log(FXB_LOG_INFO, "fxb-server %s listening on %s (port %d), %d workers, env %s", FXB_VERSION,
+            cfg.listen, fxb_server_port(srv), cfg.workers,
+            cfg.env == FXB_ENV_PRODUCTION ? "production" : "development");
+
+    for (;;) {
+        struct timespec ts = {MONITOR_PERIOD_MS / 1000, (MONITOR_PERIOD_MS % 1000) * 1000000L};
+        int sig = sigtimedwait(&sigs, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM) {
+            fxb_log(FXB_LOG_INFO, "signal %d: shutting down (grace %d ms)", sig, cfg.grace_ms);
+            break;
+        }
+        fxb_health_set_serving(store_ready(monitor, &schema_ok, &last_logged));
+    }
+
+    fxb_health_shutdown();
+    fxb_server_shutdown(srv, cfg.grace_ms);
+    fxb_server_free(srv);
+    fxb_metrics_stop();
+    fxb_metrics_shutdown();
+    fxb_reflection_shutdown();
+    fxb_health_cleanup();
+    fxb_store_free(monitor);
+    grpc_shutdown();
+    fxb_log(FXB_LOG_INFO, "stopped");
+    return 0;
+
+fail:
+    fxb_log(FXB_LOG_ERROR, "start-up failed: %s", err.message);
+    fprintf(stderr, "fxb-server: %s\n", err.message);
+    fxb_server_free(srv);
+    fxb_metrics_stop();
+    fxb_metrics_shutdown();
+    fxb_reflection_shutdown();
+    fxb_health_cleanup();
+    fxb_store_free(monitor);
+    grpc_shutdown();
+    return 1;
+}

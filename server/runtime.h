@@ -1,0 +1,51 @@
+/* The gRPC server runtime: listener, worker threads (one completion queue and
+ * one Redis connection each), the per-call state machines, and graceful
+ * shutdown. Services plug in through server/handler.h. */
+#ifndef FXB_RUNTIME_H
+#define FXB_RUNTIME_H
+
+#include <stdbool.h>
+
+#include "config.h"
+#include "handler.h"
+
+#define FXB_MAX_SERVICES 32
+#define FXB_MAX_METHODS  256
+/* Calls requested in advance per method on each worker's queue. */
+#define FXB_REQUESTS_PER_METHOD 4
+/* Outbound stream bound: messages queued and not yet written. */
+#define FXB_STREAM_MAX_QUEUED       64
+#define FXB_STREAM_MAX_QUEUED_BYTES (8u * 1024u * 1024u)
+/* Worker wake-up period for posted events and timers. */
+#define FXB_WORKER_TICK_MS 20
+
+typedef struct fxb_server fxb_server;
+
+/* Creates a server from a validated config; nothing is bound yet. NULL with
+ * *err on failure. Free with fxb_server_free. */
+fxb_server *fxb_server_new(const fxb_config *cfg, fxb_err *err);
+
+/* Adds a service; its method table must outlive the server. Before start. */
+fxb_code fxb_server_add_service(fxb_server *s, const fxb_service *svc, fxb_err *err);
+
+/* Names of the services added so far (for reflection and health). */
+size_t fxb_server_service_names(const fxb_server *s, const char **names, size_t cap);
+
+/* Binds the listener, registers methods, starts the workers. */
+fxb_code fxb_server_start(fxb_server *s, fxb_err *err);
+
+/* Port actually bound (useful with port 0). */
+int fxb_server_port(const fxb_server *s);
+
+/* Graceful shutdown: stop accepting, let in-flight calls finish within
+ * grace_ms, cancel the rest, drain and stop the workers. Blocks. Call from
+ * the main thread once. */
+void fxb_server_shutdown(fxb_server *s, int grace_ms);
+
+/* True once shutdown began. */
+bool fxb_server_stopping(const fxb_server *s);
+
+/* Destroys a server (after shutdown, or one never started). */
+void fxb_server_free(fxb_server *s);
+
+#endif
