@@ -157,10 +157,14 @@ int main(int argc, char **argv)
         goto fail;
     const char *names[FXB_MAX_SERVICES];
     size_t n_names = fxb_server_service_names(srv, names, FXB_MAX_SERVICES);
-    if (fxb_health_init(names, n_names) != FXB_OK ||
-        fxb_reflection_init(names, n_names, &err) != FXB_OK ||
-        fxb_metrics_init(n_paths, paths) != FXB_OK) {
-        fxb_err_set(&err, FXB_INTERNAL, "INIT_FAILED", "", "cannot initialise services");
+    if (fxb_health_init(names, n_names) != FXB_OK) {
+        fxb_err_set(&err, FXB_INTERNAL, "INIT_FAILED", "", "cannot initialise health service");
+        goto fail;
+    }
+    if (fxb_reflection_init(names, n_names, &err) != FXB_OK)
+        goto fail;
+    if (fxb_metrics_init(n_paths, paths) != FXB_OK) {
+        fxb_err_set(&err, FXB_INTERNAL, "INIT_FAILED", "", "cannot initialise metrics");
         goto fail;
     }
     fxb_metrics_set_redis_errors_source(fxb_store_error_count);

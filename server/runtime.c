@@ -1286,10 +1286,9 @@ void fxb_server_shutdown(fxb_server *s, int grace_ms)
         grpc_server_cancel_all_calls(s->server);
         grpc_completion_queue_pluck(scq, &shutdown_tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     }
+    /* the only tag of this pluck queue is consumed: it is empty */
     grpc_completion_queue_shutdown(scq);
-    while (grpc_completion_queue_next(scq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-           GRPC_QUEUE_SHUTDOWN)
-        ;
+    grpc_completion_queue_pluck(scq, &shutdown_tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     grpc_completion_queue_destroy(scq);
 
     for (int i = 0; i < s->n_workers; i++)
