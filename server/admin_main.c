@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "store/demo.h"
 #include "store/migrate.h"
 #include "store/store.h"
 
@@ -15,6 +16,7 @@ static void usage(FILE *out)
                  "commands:\n"
                  "  migrate            apply pending data migrations\n"
                  "  migrate --status   show the applied and the known schema versions\n"
+                 "  demo-load          load demo data (development stores only)\n"
                  "  version            print the version\n\n");
     fxb_config_print_help(out);
 }
@@ -103,6 +105,28 @@ int main(int argc, char **argv)
             return 2;
         }
         int rc = cmd_migrate(st, status_only);
+        fxb_store_free(st);
+        return rc;
+    }
+    if (strcmp(cmd, "demo-load") == 0) {
+        if (i < argc) {
+            fprintf(stderr, "fxb-admin: demo-load takes no arguments\n");
+            return 2;
+        }
+        if (cfg.env == FXB_ENV_PRODUCTION) {
+            fprintf(stderr, "fxb-admin: demo-load refused: FXB_ENV is production\n");
+            return 2;
+        }
+        fxb_store *st = fxb_store_new(&so, &err);
+        if (st == NULL) {
+            fprintf(stderr, "fxb-admin: FXB_REDIS_URL: %s\n", err.message);
+            return 2;
+        }
+        int rc = 0;
+        if (fxb_migrate_check(st, &err) != FXB_OK || fxb_demo_load(st, stdout, &err) != FXB_OK) {
+            fprintf(stderr, "fxb-admin: %s\n", err.message);
+            rc = 1;
+        }
         fxb_store_free(st);
         return rc;
     }
