@@ -47,7 +47,7 @@ build/fxb-admin migrate
 build/fxb-admin demo-load
 
 echo "fxb-server on ${FXB_LISTEN:-127.0.0.1:50051}, metrics on ${FXB_METRICS_LISTEN:-127.0.0.1:9464}; Ctrl-C stops" >&2
-trap '' INT   # the server handles Ctrl-C; this script then stops Redis
+trap 'true' INT   # the server handles Ctrl-C (a handler, not SIG_IGN: children inherit ignores)
 set +e
 build/fxb-server "$@"
 rc=$?

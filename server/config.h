@@ -15,6 +15,8 @@
 
 #define FXB_CONFIG_STR_MAX   512
 #define FXB_CONFIG_MAX_WORKERS 256
+/* Longest line accepted in a config file, newline excluded. */
+#define FXB_CONFIG_LINE_MAX 4096
 
 typedef enum fxb_env { FXB_ENV_DEVELOPMENT = 0, FXB_ENV_PRODUCTION = 1 } fxb_env;
 typedef enum fxb_log_level {
@@ -42,6 +44,9 @@ struct fxb_config {
     int redis_command_timeout_ms; /* FXB_REDIS_COMMAND_TIMEOUT_MS 10..60000, default 2000 */
     bool diag;                   /* FXB_DIAG 0|1: serve fxb.v1.DiagService; default 1 in
                                     development, refused (error) in production */
+    bool diag_set;               /* FXB_DIAG was given explicitly; when not, diag
+                                    follows FXB_ENV (on in development, off in
+                                    production) */
 };
 
 /* Fills cfg with the defaults. */

@@ -35,12 +35,17 @@ void fxb_metrics_set_redis_errors_source(uint64_t (*fn)(void));
  *   fxb_rpc_total{method,code}            counter
  *   fxb_rpc_duration_seconds{method}      histogram (buckets 100us..10s)
  *   fxb_rpc_in_flight                     gauge
- *   fxb_redis_errors_total                counter */
+ *   fxb_redis_errors_total                counter
+ * code is the status name ("OK", "NOT_FOUND"); only nonzero fxb_rpc_total
+ * series and only methods with observations in the histogram are listed. */
 char *fxb_metrics_render(size_t *len);
 
 /* Starts the HTTP listener on "host:port" (IPv4 or [IPv6]). Returns FXB_OK or
  * FXB_UNAVAILABLE / FXB_INVALID_ARGUMENT with a message. Serves only GET
- * /metrics (404 otherwise, 405 for other methods). */
+ * /metrics (404 otherwise, 405 for other methods). The host must be a numeric
+ * address or "localhost" (= 127.0.0.1); "off" starts nothing and returns
+ * FXB_OK; a second call while listening is FXB_FAILED_PRECONDITION.
+ * fxb_metrics_stop joins the HTTP thread and closes the socket. */
 fxb_code fxb_metrics_listen(const char *hostport, fxb_err *err);
 void fxb_metrics_stop(void);
 

@@ -77,11 +77,25 @@ typedef struct fxb_script {
 } fxb_script;
 #define FXB_SCRIPT(n, src) {.name = (n), .source = (src)}
 
+/* Longest piece of a Redis error text copied into an fxb_err message. */
+#define FXB_STORE_ERROR_TEXT_MAX 200
+
 /* EVALSHA with NOSCRIPT fallback to EVAL (which also loads it). All keys
  * must be in keys[] so that Redis Cluster can route the script. Returns a
- * reply like fxb_store_command. An error raised by the script
- * (redis.error_reply) comes back as FXB_INTERNAL with the script's text in the
- * message unless it starts with an fxb code token (see store.c). */
+ * reply like fxb_store_command. arglens may be NULL (args are C strings).
+ *
+ * Business errors from scripts: a script that ends with
+ *     return redis.error_reply("FXB <code> <REASON> <message>")
+ * e.g. "FXB 10 VERSION_CONFLICT stale write", makes this return NULL with
+ * err->code = <code> (decimal fxb_code, 1..16), err->reason = <REASON>
+ * (A-Z, 0-9, _; starts with a letter; < FXB_ERR_REASON_MAX), err->message =
+ * <message> (English, optional; defaults to the reason) and a generic
+ * message_zh for the code that callers may replace. error({err = "FXB ..."})
+ * works too (Redis 7 appends " script: <sha>, on @user_script:N." to those,
+ * which is cut). Never put personal data in the text. These outcomes are not
+ * counted in fxb_store_error_count. Any other script error is FXB_INTERNAL
+ * reason STORE_ERROR with the first FXB_STORE_ERROR_TEXT_MAX bytes of the
+ * Redis text in the message. */
 redisReply *fxb_store_eval(fxb_store *s, fxb_err *err, fxb_script *script, int nkeys,
                            const char **keys, int nargs, const char **args, const size_t *arglens);
 
