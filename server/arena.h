@@ -37,8 +37,7 @@ char *fxb_arena_strdup(fxb_arena *a, const char *s);
 char *fxb_arena_strndup(fxb_arena *a, const char *s, size_t len);
 
 /* printf into the arena; NULL on failure. */
-char *fxb_arena_printf(fxb_arena *a, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+char *fxb_arena_printf(fxb_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Releases everything but keeps the first chunk for reuse. */
 void fxb_arena_reset(fxb_arena *a);

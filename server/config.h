@@ -13,7 +13,7 @@
 
 #include "status.h"
 
-#define FXB_CONFIG_STR_MAX   512
+#define FXB_CONFIG_STR_MAX     512
 #define FXB_CONFIG_MAX_WORKERS 256
 /* Longest line accepted in a config file, newline excluded. */
 #define FXB_CONFIG_LINE_MAX 4096
@@ -31,22 +31,23 @@ struct fxb_config {
     char listen[FXB_CONFIG_STR_MAX];         /* FXB_LISTEN host:port, default 127.0.0.1:50051 */
     char redis_url[FXB_CONFIG_STR_MAX];      /* FXB_REDIS_URL, default redis://127.0.0.1:6379/0 */
     char data_dir[FXB_CONFIG_STR_MAX];       /* FXB_DATA_DIR, default ./var */
-    char metrics_listen[FXB_CONFIG_STR_MAX]; /* FXB_METRICS_LISTEN host:port or "off", default 127.0.0.1:9464 */
+    char metrics_listen[FXB_CONFIG_STR_MAX]; /* FXB_METRICS_LISTEN host:port or "off", default
+                                                127.0.0.1:9464 */
     int workers;                             /* FXB_WORKERS 1..256, default: number of cores */
-    fxb_env env;                             /* FXB_ENV development|production, default development */
-    fxb_log_level log_level;                 /* FXB_LOG_LEVEL debug|info|warn|error, default info */
-    size_t max_recv_bytes;       /* FXB_MAX_RECV_BYTES 1024..67108864, default 4194304 */
-    int max_concurrent_streams;  /* FXB_MAX_CONCURRENT_STREAMS 1..100000, default 1000 */
-    int keepalive_time_ms;       /* FXB_KEEPALIVE_TIME_MS 10000..86400000, default 7200000 */
-    int keepalive_timeout_ms;    /* FXB_KEEPALIVE_TIMEOUT_MS 1000..600000, default 20000 */
-    int grace_ms;                /* FXB_SHUTDOWN_GRACE_MS 0..600000, default 10000 */
+    fxb_env env;                  /* FXB_ENV development|production, default development */
+    fxb_log_level log_level;      /* FXB_LOG_LEVEL debug|info|warn|error, default info */
+    size_t max_recv_bytes;        /* FXB_MAX_RECV_BYTES 1024..67108864, default 4194304 */
+    int max_concurrent_streams;   /* FXB_MAX_CONCURRENT_STREAMS 1..100000, default 1000 */
+    int keepalive_time_ms;        /* FXB_KEEPALIVE_TIME_MS 10000..86400000, default 7200000 */
+    int keepalive_timeout_ms;     /* FXB_KEEPALIVE_TIMEOUT_MS 1000..600000, default 20000 */
+    int grace_ms;                 /* FXB_SHUTDOWN_GRACE_MS 0..600000, default 10000 */
     int redis_connect_timeout_ms; /* FXB_REDIS_CONNECT_TIMEOUT_MS 10..60000, default 1000 */
     int redis_command_timeout_ms; /* FXB_REDIS_COMMAND_TIMEOUT_MS 10..60000, default 2000 */
-    bool diag;                   /* FXB_DIAG 0|1: serve fxb.v1.DiagService; default 1 in
-                                    development, refused (error) in production */
-    bool diag_set;               /* FXB_DIAG was given explicitly; when not, diag
-                                    follows FXB_ENV (on in development, off in
-                                    production) */
+    bool diag;                    /* FXB_DIAG 0|1: serve fxb.v1.DiagService; default 1 in
+                                     development, refused (error) in production */
+    bool diag_set;                /* FXB_DIAG was given explicitly; when not, diag
+                                     follows FXB_ENV (on in development, off in
+                                     production) */
 };
 
 /* Fills cfg with the defaults. */

@@ -43,8 +43,7 @@ typedef enum fxb_next {
 /* Unary handler: fill *resp (already initialised from the method's response
  * descriptor, allocated in the call arena) and return FXB_OK, or return the
  * code from fxb_ctx_fail(). */
-typedef fxb_code (*fxb_unary_fn)(fxb_ctx *ctx, const ProtobufCMessage *req,
-                                 ProtobufCMessage *resp);
+typedef fxb_code (*fxb_unary_fn)(fxb_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage *resp);
 
 /* Streaming handlers are event callbacks, so a stream never holds a worker
  * thread while it waits. All callbacks of one call run on the same worker
@@ -84,8 +83,8 @@ typedef struct fxb_method {
     const ProtobufCMessageDescriptor *request;
     const ProtobufCMessageDescriptor *response;
     fxb_rpc_kind kind;
-    fxb_unary_fn unary;              /* FXB_RPC_UNARY */
-    const fxb_stream_ops *stream;    /* every other kind */
+    fxb_unary_fn unary;           /* FXB_RPC_UNARY */
+    const fxb_stream_ops *stream; /* every other kind */
     fxb_access access;
     fxb_limits limits;
 } fxb_method;

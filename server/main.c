@@ -59,7 +59,8 @@ static int load_config(int argc, char **argv, fxb_config *cfg)
     fxb_err_clear(&err);
     fxb_config_defaults(cfg);
     if ((file && fxb_config_load_file(cfg, file, &err) != FXB_OK) ||
-        fxb_config_load_env(cfg, NULL, &err) != FXB_OK || fxb_config_validate(cfg, &err) != FXB_OK) {
+        fxb_config_load_env(cfg, NULL, &err) != FXB_OK ||
+        fxb_config_validate(cfg, &err) != FXB_OK) {
         fprintf(stderr, "fxb-server: %s\n", err.message);
         return 2;
     }
@@ -177,8 +178,8 @@ int main(int argc, char **argv)
     bool schema_ok = false;
     int last_logged = -1;
     fxb_health_set_serving(store_ready(monitor, &schema_ok, &last_logged));
-    fxb_log(FXB_LOG_INFO, "fxb-server %s listening on %s (port %d), %d workers, env %s", FXB_VERSION,
-            cfg.listen, fxb_server_port(srv), cfg.workers,
+    fxb_log(FXB_LOG_INFO, "fxb-server %s listening on %s (port %d), %d workers, env %s",
+            FXB_VERSION, cfg.listen, fxb_server_port(srv), cfg.workers,
             cfg.env == FXB_ENV_PRODUCTION ? "production" : "development");
 
     for (;;) {

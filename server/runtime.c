@@ -217,9 +217,10 @@ static void generate_request_id(fxb_worker *w, char *out)
     /* UUID v4 layout */
     a = (a & ~0xF000ull) | 0x4000ull;
     b = (b & ~(3ull << 62)) | (2ull << 62);
-    snprintf(out, REQUEST_ID_MAX + 1, "%08" PRIx64 "-%04" PRIx64 "-%04" PRIx64 "-%04" PRIx64
-             "-%012" PRIx64,
-             a >> 32, (uint64_t)((a >> 16) & 0xFFFF), (uint64_t)(a & 0xFFFF), b >> 48, (uint64_t)(b & 0xFFFFFFFFFFFFull));
+    snprintf(out, REQUEST_ID_MAX + 1,
+             "%08" PRIx64 "-%04" PRIx64 "-%04" PRIx64 "-%04" PRIx64 "-%012" PRIx64, a >> 32,
+             (uint64_t)((a >> 16) & 0xFFFF), (uint64_t)(a & 0xFFFF), b >> 48,
+             (uint64_t)(b & 0xFFFFFFFFFFFFull));
 }
 
 /* --- ctx lifetime ------------------------------------------------------- */
@@ -630,8 +631,8 @@ static void on_recv_done(rt_tag *tag, bool ok)
 
     grpc_byte_buffer *bb = ctx->recv_buf;
     ctx->recv_buf = NULL;
-    size_t limit = m->limits.max_request_bytes ? m->limits.max_request_bytes
-                                               : ctx->w->srv->cfg.max_recv_bytes;
+    size_t limit =
+        m->limits.max_request_bytes ? m->limits.max_request_bytes : ctx->w->srv->cfg.max_recv_bytes;
     size_t len = grpc_byte_buffer_length(bb);
     ctx->n_received++;
     if (len > limit) {
@@ -784,8 +785,8 @@ static ProtobufCMessage *unpack_initial(fxb_ctx *ctx, grpc_byte_buffer *payload)
                      "the call carried no request message");
         return NULL;
     }
-    size_t limit = m->limits.max_request_bytes ? m->limits.max_request_bytes
-                                               : ctx->w->srv->cfg.max_recv_bytes;
+    size_t limit =
+        m->limits.max_request_bytes ? m->limits.max_request_bytes : ctx->w->srv->cfg.max_recv_bytes;
     size_t len = grpc_byte_buffer_length(payload);
     if (len > limit) {
         fxb_ctx_fail(ctx, FXB_RESOURCE_EXHAUSTED, "MESSAGE_TOO_LARGE", "提交的内容过大",
@@ -835,8 +836,8 @@ static void start_call(fxb_ctx *ctx, grpc_byte_buffer *payload)
     ctx->flags |= F_IN_CALLBACK;
 
     if (ctx->method == NULL) {
-        fxb_ctx_fail(ctx, FXB_UNIMPLEMENTED, "UNKNOWN_METHOD", "不支持的服务",
-                     "unknown method %s", ctx->unknown_path);
+        fxb_ctx_fail(ctx, FXB_UNIMPLEMENTED, "UNKNOWN_METHOD", "不支持的服务", "unknown method %s",
+                     ctx->unknown_path);
         ctx->flags |= F_FINISH;
     } else if (fxb_ctx_remaining_ms(ctx) == 0) {
         fxb_ctx_fail(ctx, FXB_DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", "请求已超时",
@@ -940,10 +941,9 @@ static void arm_request(fxb_worker *w, const rt_method *method)
     } else {
         bool with_payload =
             method->m->kind == FXB_RPC_UNARY || method->m->kind == FXB_RPC_SERVER_STREAMING;
-        e = grpc_server_request_registered_call(w->srv->server, method->handle, &req->call,
-                                                &req->deadline, &req->md,
-                                                with_payload ? &req->payload : NULL, w->cq,
-                                                w->cq, req);
+        e = grpc_server_request_registered_call(
+            w->srv->server, method->handle, &req->call, &req->deadline, &req->md,
+            with_payload ? &req->payload : NULL, w->cq, w->cq, req);
     }
     if (e != GRPC_CALL_OK) {
         fxb_log(FXB_LOG_ERROR, "requesting a call failed: %d", (int)e);
@@ -1033,7 +1033,9 @@ bool fxb_ctx_after(fxb_ctx *ctx, int64_t ms, void *event)
     }
     if (ms < 0)
         ms = 0;
-    rt_timer t = {.due_us = (int64_t)fxb_now_us() + ms * 1000, .seq = w->timer_seq++, .ctx = ctx,
+    rt_timer t = {.due_us = (int64_t)fxb_now_us() + ms * 1000,
+                  .seq = w->timer_seq++,
+                  .ctx = ctx,
                   .event = event};
     fxb_ctx_ref(ctx);
     size_t i = w->n_timers++;
@@ -1211,8 +1213,7 @@ fxb_code fxb_server_start(fxb_server *s, fxb_err *err)
     s->server = grpc_server_create(&chargs, NULL);
     for (size_t i = 0; i < s->n_methods; i++) {
         rt_method *rm = &s->methods[i];
-        bool with_payload =
-            rm->m->kind == FXB_RPC_UNARY || rm->m->kind == FXB_RPC_SERVER_STREAMING;
+        bool with_payload = rm->m->kind == FXB_RPC_UNARY || rm->m->kind == FXB_RPC_SERVER_STREAMING;
         rm->handle = grpc_server_register_method(
             s->server, rm->m->path, NULL,
             with_payload ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);

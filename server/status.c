@@ -105,7 +105,8 @@ void fxb_err_copy(fxb_err *dst, const fxb_err *src)
     memcpy(dst, src, sizeof *dst);
 }
 
-static unsigned char *pack_any(const ProtobufCMessage *m, const char *type, Google__Protobuf__Any *any)
+static unsigned char *pack_any(const ProtobufCMessage *m, const char *type,
+                               Google__Protobuf__Any *any)
 {
     size_t n = protobuf_c_message_get_packed_size(m);
     unsigned char *buf = malloc(n ? n : 1);

@@ -75,7 +75,10 @@ typedef struct fxb_script {
     char sha[41];       /* filled lazily */
     int sha_state;      /* internal: 0 = not computed, 2 = ready */
 } fxb_script;
-#define FXB_SCRIPT(n, src) {.name = (n), .source = (src)}
+#define FXB_SCRIPT(n, src)                                                                         \
+    {                                                                                              \
+        .name = (n), .source = (src)                                                               \
+    }
 
 /* Longest piece of a Redis error text copied into an fxb_err message. */
 #define FXB_STORE_ERROR_TEXT_MAX 200

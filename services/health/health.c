@@ -99,8 +99,9 @@ void fxb_health_shutdown(void)
 
 static serving_status current(void)
 {
-    return fxb_health_serving() ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-                                : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    return fxb_health_serving()
+               ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+               : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
 }
 
 static fxb_code check(fxb_ctx *ctx, const ProtobufCMessage *req_msg, ProtobufCMessage *resp_msg)
@@ -140,8 +141,8 @@ static fxb_next watch_start(fxb_ctx *ctx, const ProtobufCMessage *req_msg)
         fxb_ctx **w = cap <= HEALTH_MAX_WATCHERS ? realloc(watchers, cap * sizeof *w) : NULL;
         if (w == NULL) {
             pthread_mutex_unlock(&mu);
-            fxb_ctx_fail(ctx, FXB_RESOURCE_EXHAUSTED, "TOO_MANY_WATCHERS",
-                         "系统繁忙，请稍后重试", "too many health watchers");
+            fxb_ctx_fail(ctx, FXB_RESOURCE_EXHAUSTED, "TOO_MANY_WATCHERS", "系统繁忙，请稍后重试",
+                         "too many health watchers");
             return FXB_NEXT_FINISH;
         }
         watchers = w;
@@ -151,8 +152,9 @@ static fxb_next watch_start(fxb_ctx *ctx, const ProtobufCMessage *req_msg)
     watchers[n_watchers++] = ctx;
     /* read under the lock so no change slips between this send and the
      * registration */
-    int status = st->known ? (int)current()
-                           : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
+    int status = st->known
+                     ? (int)current()
+                     : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
     bool gone = atomic_load(&down_for_good);
     pthread_mutex_unlock(&mu);
     st->last_sent = status;

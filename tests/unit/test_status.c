@@ -27,8 +27,9 @@ static void test_code_names_match_grpc(void **state)
 static void test_err_set_returns_code_and_formats(void **state)
 {
     fxb_err e;
-    assert_int_equal(fxb_err_set(&e, FXB_NOT_FOUND, "ITEM_NOT_FOUND", "事项不存在", "no item %d", 7),
-                     FXB_NOT_FOUND);
+    assert_int_equal(
+        fxb_err_set(&e, FXB_NOT_FOUND, "ITEM_NOT_FOUND", "事项不存在", "no item %d", 7),
+        FXB_NOT_FOUND);
     assert_string_equal(e.reason, "ITEM_NOT_FOUND");
     assert_string_equal(e.message, "no item 7");
     assert_string_equal(e.message_zh, "事项不存在");
@@ -76,8 +77,8 @@ static void test_details_carry_error_info_and_localized_message(void **state)
     assert_string_equal(st->message, "store down");
     assert_int_equal(st->n_details, 3);
     assert_string_equal(st->details[0]->type_url, "type.googleapis.com/google.rpc.ErrorInfo");
-    Google__Rpc__ErrorInfo *info = google__rpc__error_info__unpack(
-        NULL, st->details[0]->value.len, st->details[0]->value.data);
+    Google__Rpc__ErrorInfo *info = google__rpc__error_info__unpack(NULL, st->details[0]->value.len,
+                                                                   st->details[0]->value.data);
     assert_string_equal(info->reason, "STORE_UNAVAILABLE");
     assert_string_equal(info->domain, "fxb");
     assert_string_equal(st->details[1]->type_url,
@@ -86,8 +87,8 @@ static void test_details_carry_error_info_and_localized_message(void **state)
         NULL, st->details[1]->value.len, st->details[1]->value.data);
     assert_string_equal(loc->locale, "zh-CN");
     assert_string_equal(loc->message, "系统繁忙，请稍后重试");
-    Google__Rpc__RetryInfo *retry = google__rpc__retry_info__unpack(
-        NULL, st->details[2]->value.len, st->details[2]->value.data);
+    Google__Rpc__RetryInfo *retry = google__rpc__retry_info__unpack(NULL, st->details[2]->value.len,
+                                                                    st->details[2]->value.data);
     assert_int_equal(retry->retry_delay->seconds, 1);
     assert_int_equal(retry->retry_delay->nanos, 500000000);
     google__rpc__retry_info__free_unpacked(retry, NULL);
@@ -106,8 +107,8 @@ static void test_details_reason_defaults_to_code_name(void **state)
     unsigned char *buf = fxb_err_pack_details(&e, &len);
     Google__Rpc__Status *st = google__rpc__status__unpack(NULL, len, buf);
     assert_int_equal(st->n_details, 1); /* no empty localized message */
-    Google__Rpc__ErrorInfo *info = google__rpc__error_info__unpack(
-        NULL, st->details[0]->value.len, st->details[0]->value.data);
+    Google__Rpc__ErrorInfo *info = google__rpc__error_info__unpack(NULL, st->details[0]->value.len,
+                                                                   st->details[0]->value.data);
     assert_string_equal(info->reason, "INTERNAL");
     google__rpc__error_info__free_unpacked(info, NULL);
     google__rpc__status__free_unpacked(st, NULL);
