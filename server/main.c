@@ -72,31 +72,24 @@ static int load_config(int argc, char **argv, fxb_config *cfg)
     return 0;
 }
 
-/* Checks Redis and the schema; returns whether the server may serve. When
- * the schema does not match, logs it (once per change) and reports false. */
-static bool store_ready(fxb_store *st, bool *schema_ok, int *last_logged)
+/* Checks Redis and its schema (one GET, which doubles as the ping); returns
+ * whether the server may serve. Logs each change of state once. */
+static bool store_ready(fxb_store *st, int *last_state)
 {
-    if (!fxb_store_ping(st)) {
-        if (*last_logged != 1)
-            fxb_log(FXB_LOG_WARN, "redis unreachable: serving NOT_SERVING until it returns");
-        *last_logged = 1;
-        *schema_ok = false; /* re-check the schema once it returns */
-        return false;
+    fxb_err err;
+    int state = 0;
+    if (fxb_migrate_check(st, &err) != FXB_OK)
+        state = err.code == FXB_UNAVAILABLE ? 1 : 2;
+    if (state != *last_state) {
+        if (state == 0)
+            fxb_log(FXB_LOG_INFO, "redis reachable and schema current: SERVING");
+        else if (state == 1)
+            fxb_log(FXB_LOG_WARN, "redis unreachable: NOT_SERVING until it returns");
+        else
+            fxb_log(FXB_LOG_ERROR, "NOT_SERVING: %s", err.message);
     }
-    if (!*schema_ok) {
-        fxb_err err;
-        if (fxb_migrate_check(st, &err) != FXB_OK) {
-            if (*last_logged != 2)
-                fxb_log(FXB_LOG_ERROR, "%s", err.message);
-            *last_logged = 2;
-            return false;
-        }
-        *schema_ok = true;
-    }
-    if (*last_logged != 0)
-        fxb_log(FXB_LOG_INFO, "redis reachable and schema current: SERVING");
-    *last_logged = 0;
-    return true;
+    *last_state = state;
+    return state == 0;
 }
 
 int main(int argc, char **argv)
@@ -175,9 +168,8 @@ int main(int argc, char **argv)
     if (fxb_server_start(srv, &err) != FXB_OK)
         goto fail;
 
-    bool schema_ok = false;
-    int last_logged = -1;
-    fxb_health_set_serving(store_ready(monitor, &schema_ok, &last_logged));
+    int last_state = -1;
+    fxb_health_set_serving(store_ready(monitor, &last_state));
     fxb_log(FXB_LOG_INFO, "fxb-server %s listening on %s (port %d), %d workers, env %s",
             FXB_VERSION, cfg.listen, fxb_server_port(srv), cfg.workers,
             cfg.env == FXB_ENV_PRODUCTION ? "production" : "development");
@@ -189,7 +181,7 @@ int main(int argc, char **argv)
             fxb_log(FXB_LOG_INFO, "signal %d: shutting down (grace %d ms)", sig, cfg.grace_ms);
             break;
         }
-        fxb_health_set_serving(store_ready(monitor, &schema_ok, &last_logged));
+        fxb_health_set_serving(store_ready(monitor, &last_state));
     }
 
     fxb_health_shutdown();

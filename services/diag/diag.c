@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "fxb/v1/diag.pb-c.h"
+#include "store/store.h"
 
 static fxb_code echo(fxb_ctx *ctx, const ProtobufCMessage *req_msg, ProtobufCMessage *resp_msg)
 {
@@ -24,6 +25,15 @@ static fxb_code echo(fxb_ctx *ctx, const ProtobufCMessage *req_msg, ProtobufCMes
                                 "call cancelled while sleeping");
         struct timespec ts = {0, 5 * 1000 * 1000};
         nanosleep(&ts, NULL);
+    }
+    if (req->touch_store) {
+        uint64_t t0 = fxb_now_us();
+        fxb_err err;
+        redisReply *r = fxb_store_command(fxb_ctx_store(ctx), &err, "PING");
+        if (r == NULL)
+            return fxb_ctx_fail_err(ctx, &err);
+        freeReplyObject(r);
+        resp->store_round_trip_us = (int64_t)(fxb_now_us() - t0);
     }
     resp->text = req->text;
     resp->remaining_ms = fxb_ctx_remaining_ms(ctx);
