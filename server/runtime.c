@@ -105,6 +105,14 @@ struct fxb_server {
     int n_workers;
     atomic_bool stopping;
     atomic_bool forced; /* the grace period ended: in-flight calls must stop */
+    /* requests armed plus calls not yet ended: worker queues may close only
+     * when it is zero, or a late event could start a batch on a closed queue */
+    atomic_long outstanding;
+    /* A thread that only polls: network I/O goes on while every worker is
+     * inside a handler (the C core polls from threads waiting on a queue). */
+    grpc_completion_queue *poll_cq;
+    pthread_t poll_thread;
+    bool poll_started;
     bool started;
     bool shut_down;
 };
@@ -444,6 +452,7 @@ static void ctx_end(fxb_ctx *ctx)
                 ctx->peer);
     fxb_metrics_observe(ctx->method ? ctx->method->index : ctx->w->srv->n_methods, code, dur);
     fxb_metrics_inflight_add(-1);
+    atomic_fetch_sub(&ctx->w->srv->outstanding, 1);
     grpc_call_unref(ctx->call);
     ctx->call = NULL;
     fxb_ctx_unref(ctx);
@@ -886,6 +895,7 @@ static void on_request(rt_tag *tag, bool ok)
         if (req->method == NULL)
             grpc_call_details_destroy(&req->details);
         free(req);
+        atomic_fetch_sub(&srv->outstanding, 1);
         return;
     }
     if (!atomic_load(&srv->stopping))
@@ -902,6 +912,7 @@ static void on_request(rt_tag *tag, bool ok)
         if (req->method == NULL)
             grpc_call_details_destroy(&req->details);
         free(req);
+        atomic_fetch_sub(&srv->outstanding, 1);
         return;
     }
     if (req->method == NULL) {
@@ -945,7 +956,9 @@ static void arm_request(fxb_worker *w, const rt_method *method)
             w->srv->server, method->handle, &req->call, &req->deadline, &req->md,
             with_payload ? &req->payload : NULL, w->cq, w->cq, req);
     }
-    if (e != GRPC_CALL_OK) {
+    if (e == GRPC_CALL_OK) {
+        atomic_fetch_add(&w->srv->outstanding, 1);
+    } else {
         fxb_log(FXB_LOG_ERROR, "requesting a call failed: %d", (int)e);
         grpc_metadata_array_destroy(&req->md);
         if (method == NULL)
@@ -1086,6 +1099,15 @@ static void run_timers(fxb_worker *w)
 
 /* --- workers ------------------------------------------------------------ */
 
+static void *poller_main(void *arg)
+{
+    fxb_server *s = arg;
+    while (grpc_completion_queue_next(s->poll_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
+        ;
+    return NULL;
+}
+
 static void *worker_main(void *arg)
 {
     fxb_worker *w = arg;
@@ -1128,6 +1150,7 @@ fxb_server *fxb_server_new(const fxb_config *cfg, fxb_err *err)
     s->cfg = *cfg;
     atomic_init(&s->stopping, false);
     atomic_init(&s->forced, false);
+    atomic_init(&s->outstanding, 0);
     return s;
 }
 
@@ -1248,6 +1271,9 @@ fxb_code fxb_server_start(fxb_server *s, fxb_err *err)
             return err->code;
     }
 
+    s->poll_cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->poll_cq, NULL);
+
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
     s->port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
     grpc_server_credentials_release(creds);
@@ -1256,6 +1282,9 @@ fxb_code fxb_server_start(fxb_server *s, fxb_err *err)
 
     grpc_server_start(s->server);
     s->started = true;
+    if (pthread_create(&s->poll_thread, NULL, poller_main, s) != 0)
+        return start_fail(err, "cannot start the poller thread", "");
+    s->poll_started = true;
     for (int i = 0; i < s->n_workers; i++) {
         fxb_worker *w = &s->workers[i];
         for (size_t j = 0; j < s->n_methods; j++)
@@ -1292,8 +1321,22 @@ void fxb_server_shutdown(fxb_server *s, int grace_ms)
     grpc_completion_queue_pluck(scq, &shutdown_tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     grpc_completion_queue_destroy(scq);
 
+    /* The core counts a cancelled call as done, but a worker may still be
+     * inside its handler and about to start a batch on it, and failed
+     * requests may still wait in the queues: wait until every request and
+     * call has been seen to its end before the queues close. */
+    while (atomic_load(&s->outstanding) > 0) {
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     for (int i = 0; i < s->n_workers; i++)
         grpc_completion_queue_shutdown(s->workers[i].cq);
+    if (s->poll_cq)
+        grpc_completion_queue_shutdown(s->poll_cq);
+    if (s->poll_started) {
+        pthread_join(s->poll_thread, NULL);
+        s->poll_started = false;
+    }
     for (int i = 0; i < s->n_workers; i++)
         if (s->workers[i].thread_started) {
             pthread_join(s->workers[i].thread, NULL);
@@ -1324,6 +1367,15 @@ void fxb_server_free(fxb_server *s)
             fxb_store_free(w->store);
         free(w->timers);
         pthread_mutex_destroy(&w->mu);
+    }
+    if (s->poll_cq) {
+        if (!s->started) {
+            grpc_completion_queue_shutdown(s->poll_cq);
+            while (grpc_completion_queue_next(s->poll_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+                       .type != GRPC_QUEUE_SHUTDOWN)
+                ;
+        }
+        grpc_completion_queue_destroy(s->poll_cq);
     }
     free(s->workers);
     free(s);
