@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# The foundation benchmark: fxb-server against the bare gRPC echo ceiling,
+# measured side by side in one run with h2load. See bench/README.md.
+#
+# Settings (environment variables):
+#   N=200000        requests per measured run
+#   C=50            h2load clients (connections)
+#   M=10            max concurrent streams per connection
+#   T=1             h2load threads (2-core machine: h2load 1, servers the rest)
+#   WORKERS=1       FXB_WORKERS of fxb-server and of the echo servers (same for all)
+#   ROUNDS=3        rounds; each target is measured once per round, the table
+#                   shows the median (target order rotates every round)
+#   WARMUP=N/10     requests of the warm-up run before every measured run (min 1000)
+#   TARGETS="echo echo-unreg getinfo health"   which rows to measure
+#   GOAL=0.90       the goal ratio getinfo / echo
+#   ECHO_POLLER=1   0: echo servers without the extra polling thread that
+#                   fxb-server has (fxb-bench-echo --no-poller)
+#   BUILD_DIR=      where the binaries are (default build/, see below)
+#   SKIP_BUILD=0    1: do not run cmake, use the binaries as they are
+#   STRICT=0        1: exit 3 when the goal is not met or any error was seen
+#   OUT=            also write the report to this file
+#   KEEP_TMP=0      1: keep the temporary folder (logs, h2load logs)
+#   RUN_TIMEOUT=300 seconds one h2load run may take
+#   START_TIMEOUT=20 seconds a server may take to open its port
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+N=${N:-200000}
+C=${C:-50}
+M=${M:-10}
+T=${T:-1}
+WORKERS=${WORKERS:-1}
+ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-}
+TARGETS=${TARGETS:-"echo echo-unreg getinfo health"}
+GOAL=${GOAL:-0.90}
+ECHO_POLLER=${ECHO_POLLER:-1}
+BUILD_DIR=${BUILD_DIR:-}
+SKIP_BUILD=${SKIP_BUILD:-0}
+STRICT=${STRICT:-0}
+OUT=${OUT:-}
+KEEP_TMP=${KEEP_TMP:-0}
+RUN_TIMEOUT=${RUN_TIMEOUT:-300}
+START_TIMEOUT=${START_TIMEOUT:-20}
+
+GETINFO_PATH=/fxb.v1.SystemService/GetInfo
+HEALTH_PATH=/grpc.health.v1.Health/Check
+
+log() { echo "bench: $*" >&2; }
+die() {
+    echo "bench: error: $*" >&2
+    exit 1
+}
+
+[[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer (got '$N')"
+[[ -n $WARMUP ]] || WARMUP=$((N / 10 > 1000 ? N / 10 : 1000))
+for v in C M T WORKERS ROUNDS WARMUP RUN_TIMEOUT START_TIMEOUT; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
+done
+((C >= T)) || die "C ($C) must be >= T ($T)"
+((N >= C && WARMUP >= C)) || die "N and WARMUP must be >= C ($C)"
+[[ $GOAL =~ ^[0-9]*\.?[0-9]+$ ]] || die "GOAL must be a number like 0.90"
+[[ $ECHO_POLLER == [01] ]] || die "ECHO_POLLER must be 0 or 1"
+read -r -a TARGET_LIST <<<"$TARGETS"
+((${#TARGET_LIST[@]} > 0)) || die "TARGETS is empty"
+NEED_FXB=0
+NEED_ECHO=0
+NEED_ECHO_UNREG=0
+for t in "${TARGET_LIST[@]}"; do
+    case $t in
+    echo) NEED_ECHO=1 ;;
+    echo-unreg) NEED_ECHO_UNREG=1 ;;
+    getinfo | health) NEED_FXB=1 ;;
+    *) die "unknown target '$t' (echo, echo-unreg, getinfo, health)" ;;
+    esac
+done
+
+if [[ -x /usr/bin/python3 ]]; then PY=/usr/bin/python3; else PY=python3; fi
+command -v "$PY" >/dev/null || die "python3 is needed for the figures"
+STATS=$ROOT/bench/bench_stats.py
+
+# --- packages -------------------------------------------------------------
+APT_UPDATED=0
+need_cmd() { # need_cmd COMMAND DEBIAN_PACKAGE
+    command -v "$1" >/dev/null && return 0
+    log "$1 not found: installing $2"
+    local sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null || die "$1 is missing and I am not root: apt-get install $2"
+        sudo=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    if ! "${sudo[@]}" apt-get install -y -q "$2" >/dev/null; then
+        if ((APT_UPDATED == 0)); then
+            "${sudo[@]}" apt-get update -q >/dev/null || true
+            APT_UPDATED=1
+        fi
+        "${sudo[@]}" apt-get install -y -q "$2" >/dev/null || die "apt-get install $2 failed"
+    fi
+    command -v "$1" >/dev/null || die "$1 still missing after installing $2"
+}
+need_cmd h2load nghttp2-client
+need_cmd timeout coreutils
+if ((NEED_FXB)); then
+    need_cmd redis-server redis-server
+fi
+
+# --- build ----------------------------------------------------------------
+BINARIES=()
+((NEED_ECHO || NEED_ECHO_UNREG)) && BINARIES+=(fxb-bench-echo)
+((NEED_FXB)) && BINARIES+=(fxb-server fxb-admin)
+
+cache_value() { # cache_value BUILD_DIR NAME: a CMakeCache.txt entry, empty if none
+    [[ -f $1/CMakeCache.txt ]] || return 0
+    sed -n "s/^$2:[A-Z]*=//p" "$1/CMakeCache.txt" | head -n1
+}
+
+if [[ $SKIP_BUILD != 1 ]]; then
+    command -v cmake >/dev/null || die "cmake not found (or run with SKIP_BUILD=1 BUILD_DIR=...)"
+    if [[ -z $BUILD_DIR ]]; then
+        BUILD_DIR=$ROOT/build
+        if [[ -f $BUILD_DIR/CMakeCache.txt ]] &&
+            [[ $(cache_value "$BUILD_DIR" CMAKE_BUILD_TYPE) != @(Release|) ||
+                $(cache_value "$BUILD_DIR" FXB_SANITIZE) == ON ]]; then
+            log "build/ is not a plain Release build: using build-bench/ instead"
+            BUILD_DIR=$ROOT/build-bench
+        fi
+    fi
+    if [[ ! -f $BUILD_DIR/CMakeCache.txt ]]; then
+        log "configuring Release build in $BUILD_DIR"
+        cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DFXB_TESTS=OFF >/dev/null ||
+            die "cmake configure failed"
+    fi
+    log "building ${BINARIES[*]} in $BUILD_DIR"
+    cmake --build "$BUILD_DIR" -j --target "${BINARIES[@]}" >/dev/null ||
+        die "build failed: run cmake --build $BUILD_DIR --target ${BINARIES[*]} to see why"
+fi
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+for b in "${BINARIES[@]}"; do
+    [[ -x $BUILD_DIR/$b ]] || die "missing binary $BUILD_DIR/$b"
+done
+build_type=$(cache_value "$BUILD_DIR" CMAKE_BUILD_TYPE)
+# An empty CMAKE_BUILD_TYPE in the cache is Release: the top level defaults to it.
+[[ -f $BUILD_DIR/CMakeCache.txt && -z $build_type ]] && build_type=Release
+if [[ -n $build_type && $build_type != Release ]]; then
+    log "WARNING: $BUILD_DIR is a $build_type build: figures are not representative"
+fi
+
+# --- processes --------------------------------------------------------------
+TMP=$(mktemp -d /tmp/fxb-bench.XXXXXX)
+PIDS=()
+declare -A PID=()
+H2_PID=
+# shellcheck disable=SC2317 # invoked by the trap
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local pid
+    if [[ -n $H2_PID ]]; then
+        kill -TERM "$H2_PID" 2>/dev/null || true # timeout passes it on to h2load
+        wait "$H2_PID" 2>/dev/null || true
+    fi
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        local i
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "process $pid did not stop in 5 s: killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    done
+    if ((rc != 0 && rc != 3)) || [[ $KEEP_TMP == 1 ]]; then
+        log "logs kept in $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start_bg NAME COMMAND... : runs in the background, output to $TMP/NAME.log
+start_bg() {
+    local name=$1
+    shift
+    "$@" >"$TMP/$name.log" 2>&1 &
+    PIDS+=($!)
+    PID[$name]=$!
+}
+
+# wait_port NAME PID PORT : until 127.0.0.1:PORT accepts, PID dies, or timeout
+wait_port() {
+    local name=$1 pid=$2 port=$3 deadline=$((SECONDS + START_TIMEOUT))
+    while ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$TMP/$name.log" >&2 || true
+            die "$name exited before opening port $port (log above)"
+        fi
+        ((SECONDS < deadline)) || {
+            tail -n 20 "$TMP/$name.log" >&2 || true
+            die "$name did not open port $port within ${START_TIMEOUT}s"
+        }
+        sleep 0.1
+    done
+}
+
+read -r REDIS_PORT FXB_PORT METRICS_PORT ECHO_PORT ECHO_UNREG_PORT <<<"$("$PY" "$STATS" freeport 5)"
+REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+
+if ((NEED_FXB)); then
+    start_bg redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' \
+        --appendonly no --dir "$TMP" --daemonize no
+    wait_port redis "${PID[redis]}" "$REDIS_PORT"
+    FXB_REDIS_URL=$REDIS_URL "$BUILD_DIR/fxb-admin" migrate >"$TMP/migrate.log" 2>&1 || {
+        cat "$TMP/migrate.log" >&2
+        die "fxb-admin migrate failed"
+    }
+    mkdir -p "$TMP/data"
+    start_bg fxb-server env FXB_LISTEN="127.0.0.1:$FXB_PORT" FXB_REDIS_URL="$REDIS_URL" \
+        FXB_METRICS_LISTEN="127.0.0.1:$METRICS_PORT" FXB_LOG_LEVEL=warn \
+        FXB_DATA_DIR="$TMP/data" FXB_WORKERS="$WORKERS" "$BUILD_DIR/fxb-server"
+fi
+ECHO_OPTS=()
+[[ $ECHO_POLLER == 0 ]] && ECHO_OPTS=(--no-poller)
+if ((NEED_ECHO)); then
+    # The fxb paths registered with the payload read with the call, as
+    # fxb-server registers its unary methods: the like-for-like ceiling.
+    start_bg echo "$BUILD_DIR/fxb-bench-echo" "${ECHO_OPTS[@]}" "127.0.0.1:$ECHO_PORT" "$WORKERS" \
+        "$GETINFO_PATH" "$HEALTH_PATH"
+fi
+if ((NEED_ECHO_UNREG)); then
+    # Every call unregistered: request -> RECV_MESSAGE -> reply.
+    start_bg echo-unreg "$BUILD_DIR/fxb-bench-echo" "${ECHO_OPTS[@]}" "127.0.0.1:$ECHO_UNREG_PORT" \
+        "$WORKERS"
+fi
+if ((NEED_FXB)); then
+    wait_port fxb-server "${PID[fxb-server]}" "$FXB_PORT"
+    wait_port fxb-server "${PID[fxb-server]}" "$METRICS_PORT"
+fi
+((NEED_ECHO)) && wait_port echo "${PID[echo]}" "$ECHO_PORT"
+((NEED_ECHO_UNREG)) && wait_port echo-unreg "${PID[echo-unreg]}" "$ECHO_UNREG_PORT"
+
+# --- measuring --------------------------------------------------------------
+printf '\x00\x00\x00\x00\x00' >"$TMP/body.bin" # empty GetInfoRequest / HealthCheckRequest
+
+fetch_metrics() { # fetch_metrics FILE
+    if command -v curl >/dev/null; then
+        curl -fsS --max-time 10 "http://127.0.0.1:$METRICS_PORT/metrics" -o "$1" ||
+            die "cannot fetch http://127.0.0.1:$METRICS_PORT/metrics"
+    else
+        "$PY" -c 'import sys, urllib.request
+sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=10).read())' \
+            "http://127.0.0.1:$METRICS_PORT/metrics" >"$1" ||
+            die "cannot fetch http://127.0.0.1:$METRICS_PORT/metrics"
+    fi
+}
+
+target_url() {
+    case $1 in
+    echo) echo "http://127.0.0.1:$ECHO_PORT$GETINFO_PATH" ;;
+    echo-unreg) echo "http://127.0.0.1:$ECHO_UNREG_PORT$GETINFO_PATH" ;;
+    getinfo) echo "http://127.0.0.1:$FXB_PORT$GETINFO_PATH" ;;
+    health) echo "http://127.0.0.1:$FXB_PORT$HEALTH_PATH" ;;
+    esac
+}
+
+# h2load_run URL REQUESTS STDOUT_FILE [LOG_FILE]
+h2load_run() {
+    local url=$1 n=$2 out=$3 logf=${4:-}
+    local extra=()
+    [[ -n $logf ]] && extra=(--log-file="$logf")
+    local rc=0
+    # In the background + wait, so that a signal to this script is handled at
+    # once (the trap stops h2load too) instead of after h2load ends.
+    timeout "$RUN_TIMEOUT" h2load -n "$n" -c "$C" -m "$M" -t "$T" \
+        -H 'content-type: application/grpc' -H 'te: trailers' -d "$TMP/body.bin" \
+        "${extra[@]}" "$url" >"$out" 2>&1 &
+    H2_PID=$!
+    wait "$H2_PID" || rc=$?
+    H2_PID=
+    if ((rc == 124)); then
+        die "h2load on $url did not finish within ${RUN_TIMEOUT}s"
+    elif ((rc != 0)); then
+        tail -n 20 "$out" >&2
+        die "h2load on $url failed (exit $rc)"
+    fi
+    grep -q '^requests: ' "$out" || {
+        tail -n 20 "$out" >&2
+        die "h2load on $url printed no result"
+    }
+}
+
+RESULTS=$TMP/results.jsonl
+: >"$RESULTS"
+{
+    echo "fxb bench: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')," \
+        "$(nproc) cores, $(h2load --version 2>/dev/null | head -n1)"
+    echo "N=$N C=$C M=$M T=$T WORKERS=$WORKERS ROUNDS=$ROUNDS WARMUP=$WARMUP ECHO_POLLER=$ECHO_POLLER" \
+        "build=$BUILD_DIR (${build_type:-?})"
+} | tee "$TMP/report.txt"
+
+n_targets=${#TARGET_LIST[@]}
+for ((r = 1; r <= ROUNDS; r++)); do
+    for ((k = 0; k < n_targets; k++)); do
+        t=${TARGET_LIST[$(((k + r - 1) % n_targets))]} # rotate the order per round
+        url=$(target_url "$t")
+        h2load_run "$url" "$WARMUP" "$TMP/$t.$r.warmup.out"
+        case $t in
+        getinfo | health)
+            method=$GETINFO_PATH
+            [[ $t == health ]] && method=$HEALTH_PATH
+            fetch_metrics "$TMP/$t.$r.before.prom"
+            h2load_run "$url" "$N" "$TMP/$t.$r.out" "$TMP/$t.$r.log"
+            sleep 0.3 # let the server record the last calls (after their final batch)
+            fetch_metrics "$TMP/$t.$r.after.prom"
+            "$PY" "$STATS" record "$RESULTS" "$t" "$r" "$TMP/$t.$r.out" "$TMP/$t.$r.log" \
+                "$TMP/$t.$r.before.prom" "$TMP/$t.$r.after.prom" "$method"
+            ;;
+        *)
+            h2load_run "$url" "$N" "$TMP/$t.$r.out" "$TMP/$t.$r.log"
+            "$PY" "$STATS" record "$RESULTS" "$t" "$r" "$TMP/$t.$r.out" "$TMP/$t.$r.log"
+            ;;
+        esac
+        # per-request logs are large (~30 B a request); the figures are recorded
+        [[ $KEEP_TMP == 1 ]] || rm -f "$TMP/$t.$r.log"
+    done
+done
+
+echo
+report_rc=0
+"$PY" "$STATS" report "$RESULTS" echo getinfo "$GOAL" >"$TMP/table.txt" || report_rc=$?
+((report_rc == 0 || report_rc == 3)) || die "bench_stats.py report failed (exit $report_rc)"
+tee -a "$TMP/report.txt" <"$TMP/table.txt"
+[[ -n $OUT ]] && cp "$TMP/report.txt" "$OUT"
+if [[ $STRICT == 1 ]]; then
+    exit "$report_rc"
+fi
+exit 0
