@@ -24,15 +24,58 @@ typedef enum fxb_rpc_kind {
     FXB_RPC_BIDI,
 } fxb_rpc_kind;
 
-/* Who may call a method. The auth issue extends this; today every method is
- * FXB_ACCESS_PUBLIC. */
+/* Who may call a method. The runtime enforces the rule before the handler
+ * runs: no or bad token -> UNAUTHENTICATED; valid but not allowed ->
+ * PERMISSION_DENIED (or UNAUTHENTICATED reason STEP_UP_REQUIRED). */
 typedef enum fxb_access_kind {
-    FXB_ACCESS_PUBLIC = 0,
+    FXB_ACCESS_PUBLIC = 0,    /* anyone; a token, if sent, is not looked at */
+    FXB_ACCESS_SIGNED_IN = 1, /* a valid access token, plus the fields below */
 } fxb_access_kind;
+
+/* Roles, as carried in tokens. */
+#define FXB_ROLE_CITIZEN   1u
+#define FXB_ROLE_OFFICER   2u
+#define FXB_ROLE_ADMIN     4u
+#define FXB_ROLE_DATA_FEED 8u
+
+#define FXB_LEVEL_PHONE     1 /* L1: phone verified */
+#define FXB_LEVEL_REAL_NAME 2 /* L2: real-name verified */
+#define FXB_LEVEL_REAL_FACE 3 /* L3: real person (face) verified */
 
 typedef struct fxb_access {
     fxb_access_kind kind;
+    int min_level;  /* FXB_LEVEL_*; 0 = any signed-in caller */
+    uint32_t roles; /* caller must hold one of these roles; 0 = any role */
+    /* For officer methods: the request field (string) naming the department
+     * the call acts on; an officer of another department is refused, an
+     * admin passes. NULL when the method is not department-scoped. */
+    const char *dept_field;
+    bool delegable; /* a proxy's delegated token may call it (proxy issue) */
+    /* Step-up: the token's auth_time must be at most this many seconds old
+     * (and min_level still applies). 0 = no step-up. */
+    uint32_t step_up_s;
 } fxb_access;
+
+#define FXB_ID_MAX   64
+#define FXB_DEPT_MAX 32
+
+/* The authenticated caller, as the handler sees it. Handlers never parse
+ * tokens. */
+typedef struct fxb_caller {
+    bool signed_in;
+    char account_id[FXB_ID_MAX + 1]; /* the subject (the principal when delegated) */
+    char session_id[FXB_ID_MAX + 1];
+    char token_id[FXB_ID_MAX + 1];
+    int level;      /* FXB_LEVEL_* */
+    uint32_t roles; /* FXB_ROLE_* bits */
+    char dept[FXB_DEPT_MAX + 1];
+    int64_t auth_time_s; /* last proof of presence */
+    int64_t expires_s;   /* token expiry */
+    /* delegation (proxy issue): set when an agent acts for account_id */
+    bool delegated;
+    char agent_id[FXB_ID_MAX + 1];
+    char grant_id[FXB_ID_MAX + 1];
+} fxb_caller;
 
 /* What a streaming callback wants next. */
 typedef enum fxb_next {
@@ -98,6 +141,10 @@ typedef struct fxb_service {
 } fxb_service;
 
 /* --- what a handler may ask of its call ------------------------------- */
+
+/* The caller, checked by the runtime against the method's access rule
+ * before any handler callback runs. signed_in is false on public methods. */
+const fxb_caller *fxb_ctx_caller(fxb_ctx *ctx);
 
 /* The call's arena: lives until the call ends. */
 fxb_arena *fxb_ctx_arena(fxb_ctx *ctx);

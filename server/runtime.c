@@ -103,6 +103,8 @@ struct fxb_server {
     size_t n_methods;
     fxb_worker *workers;
     int n_workers;
+    fxb_authenticate_fn authenticate;
+    void *auth_state;
     atomic_bool stopping;
     atomic_bool forced; /* the grace period ended: in-flight calls must stop */
     /* requests armed plus calls not yet ended: worker queues may close only
@@ -129,6 +131,8 @@ typedef enum ctx_flag {
     F_WANT_WRITABLE = 1u << 8,
     F_ENDED = 1u << 9, /* on_end called, logged, grpc call released */
     F_IN_CALLBACK = 1u << 10,
+    F_CLOSE_STARTED = 1u << 11,  /* RECV_CLOSE_ON_SERVER is outstanding or done */
+    F_CLOSE_IN_FINAL = 1u << 12, /* it rides in the status batch (unary calls) */
 } ctx_flag;
 
 struct fxb_ctx {
@@ -153,6 +157,7 @@ struct fxb_ctx {
     bool has_err;
     void *user;
     uint32_t n_received;
+    fxb_caller caller;
 
     out_msg *q_head, *q_tail;
     size_t q_len, q_bytes;
@@ -276,6 +281,11 @@ void fxb_ctx_unref(fxb_ctx *ctx)
 
 /* --- accessors for handlers --------------------------------------------- */
 
+const fxb_caller *fxb_ctx_caller(fxb_ctx *ctx)
+{
+    return &ctx->caller;
+}
+
 fxb_arena *fxb_ctx_arena(fxb_ctx *ctx)
 {
     return &ctx->arena;
@@ -338,6 +348,9 @@ const char *fxb_ctx_authorization(fxb_ctx *ctx)
 
 const char *fxb_ctx_peer(fxb_ctx *ctx)
 {
+    /* fetched on demand: most calls never need it */
+    if (ctx->peer == NULL && ctx->call)
+        ctx->peer = grpc_call_get_peer(ctx->call);
     return ctx->peer ? ctx->peer : "";
 }
 
@@ -447,9 +460,10 @@ static void ctx_end(fxb_ctx *ctx)
         code = FXB_DEADLINE_EXCEEDED;
     uint64_t dur = fxb_now_us() - ctx->start_us;
     const char *path = ctx->method ? ctx->method->m->path : "unknown";
-    fxb_log_rpc(ctx->request_id, ctx->method ? path : ctx->unknown_path, code,
-                ctx->has_err && code == (int)ctx->err.code ? ctx->err.reason : NULL, dur,
-                ctx->peer);
+    if (fxb_log_get_level() <= FXB_LOG_INFO || code != FXB_OK)
+        fxb_log_rpc(ctx->request_id, ctx->method ? path : ctx->unknown_path, code,
+                    ctx->has_err && code == (int)ctx->err.code ? ctx->err.reason : NULL, dur,
+                    fxb_ctx_peer(ctx));
     fxb_metrics_observe(ctx->method ? ctx->method->index : ctx->w->srv->n_methods, code, dur);
     fxb_metrics_inflight_add(-1);
     atomic_fetch_sub(&ctx->w->srv->outstanding, 1);
@@ -526,7 +540,7 @@ static void pump(fxb_ctx *ctx)
 {
     if (ctx->inflight || (ctx->flags & (F_STATUS_STARTED | F_CANCELLED)))
         return;
-    grpc_op ops[3];
+    grpc_op ops[4];
     size_t n = 0;
     bool finish = (ctx->flags & F_FINISH) != 0;
     if (ctx->q_head == NULL && !finish)
@@ -551,6 +565,14 @@ static void pump(fxb_ctx *ctx)
     if (finish && ctx->q_head == NULL) {
         set_status_payload(ctx, &ops[n++]);
         ctx->flags |= F_STATUS_STARTED;
+        if (!(ctx->flags & F_CLOSE_STARTED)) {
+            /* one batch for a unary reply, as the core intends */
+            memset(&ops[n], 0, sizeof ops[n]);
+            ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+            ops[n].data.recv_close_on_server.cancelled = &ctx->close_cancelled;
+            n++;
+            ctx->flags |= F_CLOSE_STARTED | F_CLOSE_IN_FINAL;
+        }
     }
     start_batch(ctx, ops, n, &ctx->send_tag);
 }
@@ -567,6 +589,12 @@ static void on_send_done(rt_tag *tag, bool ok)
         ctx->flags |= F_CANCELLED;
     else if (ctx->flags & F_STATUS_STARTED)
         ctx->flags |= F_STATUS_DONE;
+    if ((ctx->flags & F_CLOSE_IN_FINAL) && (ctx->flags & F_STATUS_STARTED)) {
+        ctx->flags |= F_CLOSE_DONE;
+        /* the client went away before our reply reached it */
+        if (ctx->close_cancelled)
+            ctx->flags |= F_CANCELLED;
+    }
     ctx_step(ctx);
 }
 
@@ -771,7 +799,6 @@ static fxb_ctx *ctx_new(rt_request *req)
     ctx->recv_tag.step = on_recv_done;
     ctx->send_tag.step = on_send_done;
     ctx->close_tag.step = on_close_done;
-    ctx->peer = grpc_call_get_peer(ctx->call);
     return ctx;
 }
 
@@ -781,6 +808,7 @@ static void start_close_watch(fxb_ctx *ctx)
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     op.data.recv_close_on_server.cancelled = &ctx->close_cancelled;
+    ctx->flags |= F_CLOSE_STARTED;
     start_batch(ctx, &op, 1, &ctx->close_tag);
 }
 
@@ -837,11 +865,62 @@ static void run_unary(fxb_ctx *ctx, const ProtobufCMessage *req)
     finish_with_response(ctx, code == FXB_OK ? resp : NULL);
 }
 
+/* Token and rule check (level, role, step-up) before anything of the
+ * request is parsed. False with the call's error set when refused. */
+static bool authorize(fxb_ctx *ctx)
+{
+    const fxb_method *m = ctx->method->m;
+    if (m->access.kind == FXB_ACCESS_PUBLIC)
+        return true;
+    fxb_server *srv = ctx->w->srv;
+    fxb_err err;
+    fxb_err_clear(&err);
+    if (srv->authenticate == NULL) {
+        /* fail closed: a protected method without an authenticator */
+        fxb_ctx_fail(ctx, FXB_UNAUTHENTICATED, "AUTH_UNAVAILABLE", "请先登录",
+                     "authentication is not configured on this server");
+        return false;
+    }
+    if (srv->authenticate(srv->auth_state, ctx, m, &ctx->caller, &err) != FXB_OK) {
+        if (err.code == FXB_OK)
+            fxb_err_set(&err, FXB_UNAUTHENTICATED, "UNAUTHENTICATED", "请先登录",
+                        "authentication failed");
+        memset(&ctx->caller, 0, sizeof ctx->caller);
+        fxb_ctx_fail_err(ctx, &err);
+        return false;
+    }
+    return true;
+}
+
+/* Department scope: an officer acts only on their own department's matters;
+ * an admin on any. The department is the request field the method names. */
+static bool authorize_request(fxb_ctx *ctx, const ProtobufCMessage *req)
+{
+    const fxb_method *m = ctx->method->m;
+    if (m->access.kind == FXB_ACCESS_PUBLIC || m->access.dept_field == NULL || req == NULL)
+        return true;
+    if (ctx->caller.roles & FXB_ROLE_ADMIN)
+        return true;
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->request, m->access.dept_field);
+    const char *dept = f ? *(char *const *)((const char *)req + f->offset) : NULL;
+    if (!(ctx->caller.roles & FXB_ROLE_OFFICER) || dept == NULL || ctx->caller.dept[0] == '\0' ||
+        strcmp(dept, ctx->caller.dept) != 0) {
+        fxb_ctx_fail(ctx, FXB_PERMISSION_DENIED, "DEPARTMENT_MISMATCH", "无权办理其他部门的事项",
+                     "the caller may act only for their own department");
+        return false;
+    }
+    return true;
+}
+
 static void start_call(fxb_ctx *ctx, grpc_byte_buffer *payload)
 {
     fxb_metrics_inflight_add(1);
     read_metadata(ctx);
-    start_close_watch(ctx);
+    /* streams learn of a client cancel from this; unary calls fold it into
+     * the reply batch (their handler runs to completion anyway) */
+    if (ctx->method && ctx->method->m->kind != FXB_RPC_UNARY)
+        start_close_watch(ctx);
     ctx->flags |= F_IN_CALLBACK;
 
     if (ctx->method == NULL) {
@@ -852,12 +931,14 @@ static void start_call(fxb_ctx *ctx, grpc_byte_buffer *payload)
         fxb_ctx_fail(ctx, FXB_DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", "请求已超时",
                      "the call's deadline passed before it could run");
         ctx->flags |= F_FINISH;
+    } else if (!authorize(ctx)) {
+        ctx->flags |= F_FINISH;
     } else {
         const fxb_method *m = ctx->method->m;
         switch (m->kind) {
         case FXB_RPC_UNARY: {
             ProtobufCMessage *msg = unpack_initial(ctx, payload);
-            if (msg)
+            if (msg && authorize_request(ctx, msg))
                 run_unary(ctx, msg);
             else
                 ctx->flags |= F_FINISH;
@@ -865,7 +946,7 @@ static void start_call(fxb_ctx *ctx, grpc_byte_buffer *payload)
         }
         case FXB_RPC_SERVER_STREAMING: {
             ProtobufCMessage *msg = unpack_initial(ctx, payload);
-            if (msg)
+            if (msg && authorize_request(ctx, msg))
                 run_callback_next(ctx, m->stream->on_start(ctx, msg));
             else
                 ctx->flags |= F_FINISH;
@@ -1171,6 +1252,17 @@ fxb_code fxb_server_add_service(fxb_server *s, const fxb_service *svc, fxb_err *
             (m->kind == FXB_RPC_CLIENT_STREAMING && m->stream->on_half_close == NULL))
             return fxb_err_set(err, FXB_INVALID_ARGUMENT, "BAD_METHOD_TABLE", "系统错误",
                                "method %zu of %s is incomplete", i, svc->name);
+        if (m->access.dept_field) {
+            const ProtobufCFieldDescriptor *f =
+                protobuf_c_message_descriptor_get_field_by_name(m->request, m->access.dept_field);
+            if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING ||
+                f->label == PROTOBUF_C_LABEL_REPEATED || m->kind == FXB_RPC_CLIENT_STREAMING ||
+                m->kind == FXB_RPC_BIDI)
+                return fxb_err_set(err, FXB_INVALID_ARGUMENT, "BAD_METHOD_TABLE", "系统错误",
+                                   "method %s: dept_field must name a string field of a unary "
+                                   "or server-streaming request",
+                                   m->path);
+        }
         for (size_t j = 0; j < s->n_methods; j++)
             if (strcmp(s->methods[j].m->path, m->path) == 0)
                 return fxb_err_set(err, FXB_ALREADY_EXISTS, "DUPLICATE_METHOD", "系统错误",
@@ -1183,6 +1275,12 @@ fxb_code fxb_server_add_service(fxb_server *s, const fxb_service *svc, fxb_err *
     }
     s->services[s->n_services++] = svc;
     return FXB_OK;
+}
+
+void fxb_server_set_authenticator(fxb_server *s, fxb_authenticate_fn fn, void *state)
+{
+    s->authenticate = fn;
+    s->auth_state = state;
 }
 
 size_t fxb_server_service_names(const fxb_server *s, const char **names, size_t cap)

@@ -28,6 +28,17 @@ fxb_server *fxb_server_new(const fxb_config *cfg, fxb_err *err);
 /* Adds a service; its method table must outlive the server. Before start. */
 fxb_code fxb_server_add_service(fxb_server *s, const fxb_service *svc, fxb_err *err);
 
+/* Decides who calls a non-public method and whether its access rule admits
+ * them (token, session, level, role, step-up; the runtime itself checks the
+ * department field). Runs on the worker before the request is unpacked.
+ * Returns FXB_OK with *caller filled, or the refusal in *err. */
+typedef fxb_code (*fxb_authenticate_fn)(void *state, fxb_ctx *ctx, const fxb_method *m,
+                                        fxb_caller *caller, fxb_err *err);
+
+/* Installs the authenticator (before start). Without one, every non-public
+ * method is refused with UNAUTHENTICATED. */
+void fxb_server_set_authenticator(fxb_server *s, fxb_authenticate_fn fn, void *state);
+
 /* Names of the services added so far (for reflection and health). */
 size_t fxb_server_service_names(const fxb_server *s, const char **names, size_t cap);
 

@@ -34,8 +34,13 @@ class LoadTest(t.TestCase):
             elapsed = time.monotonic() - t0
             self.assertEqual(failures[:10], [], "%d of %d calls failed" %
                              (len(failures), N_CONNECTIONS))
-            lines = [l for l in srv.rpc_lines("/fxb.v1.SystemService/GetInfo")
-                     if l["request_id"].startswith("load-")]
+            # a call is logged when its reply batch completes on the server,
+            # which may be just after the client has the reply
+            def load_lines():
+                ls = [l for l in srv.rpc_lines("/fxb.v1.SystemService/GetInfo")
+                      if l["request_id"].startswith("load-")]
+                return ls if len(ls) >= N_CONNECTIONS else None
+            lines = t.wait_until(load_lines, timeout=10) or []
             self.assertEqual(len(lines), N_CONNECTIONS)
             peers = {l["peer"] for l in lines}
             # every channel had its own TCP connection
