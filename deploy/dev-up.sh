@@ -43,6 +43,7 @@ redis-cli -s "$sock" ping >/dev/null || { echo "dev-up: redis did not start, see
 export FXB_REDIS_URL="unix://$sock"
 export FXB_DATA_DIR="${FXB_DATA_DIR:-$var}"
 export FXB_ENV="${FXB_ENV:-development}"
+build/fxb-admin keys init
 build/fxb-admin migrate
 build/fxb-admin demo-load
 

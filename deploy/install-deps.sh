@@ -8,7 +8,7 @@ set -euo pipefail
 
 pkgs=(cmake make gcc pkg-config ca-certificates
       libgrpc-dev protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
-      libhiredis-dev libjwt-dev libjansson-dev libssl-dev libmicrohttpd-dev
+      libhiredis-dev libjwt-dev libjansson-dev libssl-dev libmicrohttpd-dev libargon2-dev
       redis-server redis-tools)
 for arg in "$@"; do
   case "$arg" in

@@ -6,6 +6,12 @@
 #include <string.h>
 
 #include "config.h"
+#include "auth/account.h"
+#include "auth/keys.h"
+#include "auth/phone.h"
+#include "auth/secret.h"
+#include "server/handler.h"
+#include "store/crypto.h"
 #include "store/demo.h"
 #include "store/migrate.h"
 #include "store/store.h"
@@ -17,6 +23,12 @@ static void usage(FILE *out)
                  "  migrate            apply pending data migrations\n"
                  "  migrate --status   show the applied and the known schema versions\n"
                  "  demo-load          load demo data (development stores only)\n"
+                 "  keys init          create the missing key files under FXB_DATA_DIR/keys\n"
+                 "                     (token signing key, data keys, server secret)\n"
+                 "  keys rotate-jwt    add a token signing key and make it the active one\n"
+                 "  keys rotate-data   add a data encryption key and make it the active one\n"
+                 "  staff --phone P --role officer|admin|data-feed [--dept CODE]\n"
+                 "                     give the account of phone P a staff role\n"
                  "  version            print the version\n\n");
     fxb_config_print_help(out);
 }
@@ -45,6 +57,112 @@ static int cmd_migrate(fxb_store *st, bool status_only)
     }
     printf("schema at version %d\n", fxb_migrate_latest());
     return 0;
+}
+
+static int cmd_keys(const fxb_config *cfg, const char *what)
+{
+    fxb_err err;
+    char jdir[FXB_KEYRING_PATH_MAX], ddir[FXB_CONFIG_STR_MAX + 32];
+    snprintf(ddir, sizeof ddir, "%s/%s", cfg->data_dir, FXB_CRYPTO_KEY_SUBDIR);
+    if (fxb_keyring_path(cfg->data_dir, jdir, sizeof jdir, &err) != FXB_OK)
+        goto fail;
+    if (strcmp(what, "init") == 0) {
+        fxb_keyring *ring = fxb_keyring_load(jdir, &err);
+        if (ring == NULL) {
+            char kid[FXB_KEY_KID_MAX + 1];
+            if (fxb_keyring_generate(jdir, kid, &err) != FXB_OK)
+                goto fail;
+            printf("created token signing key %s\n", kid);
+        }
+        fxb_keyring_free(ring);
+        fxb_crypto *c = fxb_crypto_load(ddir, true, &err);
+        if (c == NULL)
+            goto fail;
+        printf("data keys ready (active %s)\n", fxb_crypto_active_kid(c));
+        fxb_crypto_free(c);
+        uint8_t secret[FXB_SECRET_LEN];
+        if (fxb_secret_load_or_create(cfg->data_dir, secret, true, &err) != FXB_OK)
+            goto fail;
+        memset(secret, 0, sizeof secret);
+        printf("server secret ready\n");
+        return 0;
+    }
+    char kid[64];
+    if (strcmp(what, "rotate-jwt") == 0) {
+        if (fxb_keyring_generate(jdir, kid, &err) != FXB_OK)
+            goto fail;
+        printf("token signing key %s is now active; restart the servers\n", kid);
+        return 0;
+    }
+    if (strcmp(what, "rotate-data") == 0) {
+        if (fxb_crypto_generate_key(ddir, kid, &err) != FXB_OK)
+            goto fail;
+        printf("data key %s is now active; copy it to every server, then restart them\n", kid);
+        return 0;
+    }
+    fprintf(stderr, "fxb-admin: keys: unknown action \"%s\"\n", what);
+    return 2;
+fail:
+    fprintf(stderr, "fxb-admin: %s\n", err.message);
+    return 1;
+}
+
+static int cmd_staff(const fxb_config *cfg, const fxb_store_options *so, int argc, char **argv,
+                     int i)
+{
+    const char *phone_in = NULL, *role = NULL, *dept = "";
+    for (; i < argc; i++) {
+        if (strcmp(argv[i], "--phone") == 0 && i + 1 < argc)
+            phone_in = argv[++i];
+        else if (strcmp(argv[i], "--role") == 0 && i + 1 < argc)
+            role = argv[++i];
+        else if (strcmp(argv[i], "--dept") == 0 && i + 1 < argc)
+            dept = argv[++i];
+        else {
+            fprintf(stderr, "fxb-admin: staff: unknown argument \"%s\"\n", argv[i]);
+            return 2;
+        }
+    }
+    uint32_t roles = 0;
+    if (role && strcmp(role, "officer") == 0)
+        roles = FXB_ROLE_OFFICER;
+    else if (role && strcmp(role, "admin") == 0)
+        roles = FXB_ROLE_ADMIN;
+    else if (role && strcmp(role, "data-feed") == 0)
+        roles = FXB_ROLE_DATA_FEED;
+    if (phone_in == NULL || roles == 0) {
+        fprintf(stderr, "fxb-admin: staff needs --phone and --role officer|admin|data-feed\n");
+        return 2;
+    }
+    fxb_err err;
+    char phone[FXB_PHONE_LEN + 1];
+    if (fxb_phone_normalize(phone_in, phone, &err) != FXB_OK) {
+        fprintf(stderr, "fxb-admin: --phone: %s\n", err.message);
+        return 2;
+    }
+    char ddir[FXB_CONFIG_STR_MAX + 32];
+    snprintf(ddir, sizeof ddir, "%s/%s", cfg->data_dir, FXB_CRYPTO_KEY_SUBDIR);
+    fxb_crypto *c = fxb_crypto_load(ddir, false, &err);
+    if (c == NULL) {
+        fprintf(stderr, "fxb-admin: %s (run `fxb-admin keys init` first)\n", err.message);
+        return 1;
+    }
+    fxb_store *st = fxb_store_new(so, &err);
+    int rc = 1;
+    fxb_account acc;
+    if (st &&
+        fxb_account_grant_role(st, c, phone, roles, dept, fxb_wall_ms(), &acc, &err) == FXB_OK) {
+        char masked[FXB_PHONE_LEN + 1];
+        fxb_phone_mask(phone, masked);
+        printf("account %s (%s): roles %u, department %s\n", acc.id, masked, acc.roles,
+               acc.dept[0] ? acc.dept : "-");
+        rc = 0;
+    } else {
+        fprintf(stderr, "fxb-admin: %s\n", err.message);
+    }
+    fxb_store_free(st);
+    fxb_crypto_free(c);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -108,6 +226,15 @@ int main(int argc, char **argv)
         fxb_store_free(st);
         return rc;
     }
+    if (strcmp(cmd, "keys") == 0) {
+        if (i + 1 != argc) {
+            fprintf(stderr, "fxb-admin: keys init|rotate-jwt|rotate-data\n");
+            return 2;
+        }
+        return cmd_keys(&cfg, argv[i]);
+    }
+    if (strcmp(cmd, "staff") == 0)
+        return cmd_staff(&cfg, &so, argc, argv, i);
     if (strcmp(cmd, "demo-load") == 0) {
         if (i < argc) {
             fprintf(stderr, "fxb-admin: demo-load takes no arguments\n");

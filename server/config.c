@@ -31,6 +31,7 @@ typedef enum kind {
     K_HOSTPORT_OR_OFF,
     K_REDIS_URL,
     K_PATH,
+    K_TEXT, /* printable ASCII word: 1..255 bytes, no spaces */
     K_ENV,
     K_LEVEL,
     K_BOOL,
@@ -71,6 +72,19 @@ static const setting settings[] = {
     {"FXB_REDIS_COMMAND_TIMEOUT_MS", K_INT, FIELD(redis_command_timeout_ms), 10, 60000,
      "Redis command timeout, ms"},
     {"FXB_DIAG", K_BOOL, FIELD(diag), 0, 0, "serve fxb.v1.DiagService (refused in production)"},
+    {"FXB_JWT_ISSUER", K_TEXT, FIELD(jwt_issuer), 0, 0, "iss of access tokens"},
+    {"FXB_JWT_AUDIENCE", K_TEXT, FIELD(jwt_audience), 0, 0, "aud of access tokens"},
+    {"FXB_ACCESS_TOKEN_TTL_S", K_INT, FIELD(access_ttl_s), 60, 900,
+     "access token lifetime, seconds"},
+    {"FXB_TOKEN_CACHE_ENTRIES", K_INT, FIELD(token_cache_entries), 1024, 4194304,
+     "verified access tokens kept in memory"},
+    {"FXB_SMS", K_TEXT, FIELD(sms), 0, 0,
+     "SMS sender: auto (dev in development, none in production), dev (a Redis stream the tests "
+     "read; refused in production), none"},
+    {"FXB_OTP_DAILY_PHONE", K_INT, FIELD(otp_daily_phone), 1, 100000,
+     "one-time codes per phone number per day"},
+    {"FXB_OTP_DAILY_IP", K_INT, FIELD(otp_daily_ip), 1, 100000,
+     "one-time codes per client address per day"},
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -314,6 +328,17 @@ fxb_code fxb_config_set(fxb_config *cfg, const char *name, const char *value, fx
                                "%s: expected redis://host[:port][/db] or unix:///path", s->name);
         return set_string(cfg, s, value);
     }
+    case K_TEXT: {
+        size_t n = strlen(value);
+        bool ok = n > 0 && n < 256;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = value[i] > 0x20 && value[i] < 0x7f;
+        if (!ok)
+            return fxb_err_set(err, FXB_INVALID_ARGUMENT, BAD_CONFIG, BAD_CONFIG_ZH,
+                               "%s: expected 1..255 printable ASCII characters without spaces",
+                               s->name);
+        return set_string(cfg, s, value);
+    }
     case K_PATH:
         if (value[0] == '\0' || strlen(value) >= FXB_CONFIG_STR_MAX)
             return fxb_err_set(err, FXB_INVALID_ARGUMENT, BAD_CONFIG, BAD_CONFIG_ZH,
@@ -385,6 +410,13 @@ void fxb_config_defaults(fxb_config *cfg)
     cfg->redis_command_timeout_ms = 2000;
     cfg->diag = true;
     cfg->diag_set = false;
+    strcpy(cfg->jwt_issuer, "https://fxb.xinxiang.gov.cn");
+    strcpy(cfg->jwt_audience, "fxb-app");
+    cfg->access_ttl_s = 900;
+    cfg->token_cache_entries = 65536;
+    strcpy(cfg->sms, "auto");
+    cfg->otp_daily_phone = 10;
+    cfg->otp_daily_ip = 50;
 }
 
 static bool is_space(char c)
@@ -534,6 +566,13 @@ fxb_code fxb_config_validate(const fxb_config *cfg, fxb_err *err)
     if (strcmp(cfg->metrics_listen, cfg->listen) == 0)
         return fxb_err_set(err, FXB_INVALID_ARGUMENT, BAD_CONFIG, BAD_CONFIG_ZH,
                            "FXB_METRICS_LISTEN: must differ from FXB_LISTEN (%s)", cfg->listen);
+    if (strcmp(cfg->sms, "auto") != 0 && strcmp(cfg->sms, "dev") != 0 &&
+        strcmp(cfg->sms, "none") != 0)
+        return fxb_err_set(err, FXB_INVALID_ARGUMENT, BAD_CONFIG, BAD_CONFIG_ZH,
+                           "FXB_SMS: expected auto, dev or none");
+    if (strcmp(cfg->sms, "dev") == 0 && cfg->env == FXB_ENV_PRODUCTION)
+        return fxb_err_set(err, FXB_INVALID_ARGUMENT, BAD_CONFIG, BAD_CONFIG_ZH,
+                           "FXB_SMS: the development SMS sink cannot run in production");
     return FXB_OK;
 }
 
@@ -556,6 +595,9 @@ static void accepted(const setting *s, char *buf, size_t len)
         return;
     case K_PATH:
         snprintf(buf, len, "non-empty path, at most %d bytes", FXB_CONFIG_STR_MAX - 1);
+        return;
+    case K_TEXT:
+        snprintf(buf, len, "1..255 printable ASCII characters, no spaces");
         return;
     case K_ENV:
         snprintf(buf, len, "development|production");
@@ -588,6 +630,7 @@ static void default_text(const setting *s, const fxb_config *d, char *buf, size_
     case K_HOSTPORT_OR_OFF:
     case K_REDIS_URL:
     case K_PATH:
+    case K_TEXT:
         snprintf(buf, len, "%s", field);
         return;
     case K_ENV:

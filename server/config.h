@@ -48,6 +48,13 @@ struct fxb_config {
     bool diag_set;                /* FXB_DIAG was given explicitly; when not, diag
                                      follows FXB_ENV (on in development, off in
                                      production) */
+    char jwt_issuer[FXB_CONFIG_STR_MAX];   /* FXB_JWT_ISSUER */
+    char jwt_audience[FXB_CONFIG_STR_MAX]; /* FXB_JWT_AUDIENCE */
+    int access_ttl_s;                      /* FXB_ACCESS_TOKEN_TTL_S 60..900, default 900 */
+    int token_cache_entries;               /* FXB_TOKEN_CACHE_ENTRIES, default 65536 */
+    char sms[FXB_CONFIG_STR_MAX];          /* FXB_SMS auto|dev|none; dev refused in production */
+    int otp_daily_phone;                   /* FXB_OTP_DAILY_PHONE, default 10 */
+    int otp_daily_ip;                      /* FXB_OTP_DAILY_IP, default 50 */
 };
 
 /* Fills cfg with the defaults. */

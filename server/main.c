@@ -16,6 +16,13 @@
 #include "log.h"
 #include "metrics.h"
 #include "runtime.h"
+#include "auth/authn.h"
+#include "auth/keys.h"
+#include "auth/revocation.h"
+#include "auth/secret.h"
+#include "auth/sms.h"
+#include "auth/token.h"
+#include "services/auth/auth_service.h"
 #include "services/diag/diag.h"
 #include "services/health/health.h"
 #include "services/reflection/reflection.h"
@@ -92,6 +99,92 @@ static bool store_ready(fxb_store *st, int *last_state)
     return state == 0;
 }
 
+/* What authentication needs: keys, token verifier and cache, revocation
+ * feed, field encryption, SMS sender. In development missing key files are
+ * created; in production they must have been provisioned (fxb-admin keys). */
+typedef struct auth_parts {
+    fxb_keyring *keyring;
+    fxb_token_verifier *verifier;
+    fxb_token_cache *cache;
+    fxb_revocation *revocation;
+    fxb_crypto *crypto;
+    fxb_sms_sender *sms;
+    fxb_authn authn;
+} auth_parts;
+
+static void auth_parts_free(auth_parts *p)
+{
+    fxb_revocation_stop(p->revocation);
+    fxb_token_cache_free(p->cache);
+    fxb_token_verifier_free(p->verifier);
+    fxb_keyring_free(p->keyring);
+    fxb_crypto_free(p->crypto);
+    fxb_sms_free(p->sms);
+    memset(p, 0, sizeof *p);
+}
+
+static fxb_code auth_parts_init(const fxb_config *cfg, auth_parts *p, fxb_err *err)
+{
+    memset(p, 0, sizeof *p);
+    bool dev = cfg->env == FXB_ENV_DEVELOPMENT;
+    char dir[FXB_KEYRING_PATH_MAX];
+    if (fxb_keyring_path(cfg->data_dir, dir, sizeof dir, err) != FXB_OK)
+        return err->code;
+    p->keyring = fxb_keyring_load(dir, err);
+    if (p->keyring == NULL && dev) {
+        if (fxb_keyring_generate(dir, NULL, err) != FXB_OK)
+            return err->code;
+        fxb_log(FXB_LOG_WARN, "no token signing key: generated one (development)");
+        p->keyring = fxb_keyring_load(dir, err);
+    }
+    if (p->keyring == NULL)
+        return err->code;
+    char cdir[FXB_CONFIG_STR_MAX + 32];
+    snprintf(cdir, sizeof cdir, "%s/%s", cfg->data_dir, FXB_CRYPTO_KEY_SUBDIR);
+    p->crypto = fxb_crypto_load(cdir, dev, err);
+    if (p->crypto == NULL)
+        return err->code;
+    fxb_auth_deps deps;
+    memset(&deps, 0, sizeof deps);
+    if (fxb_secret_load_or_create(cfg->data_dir, deps.secret, dev, err) != FXB_OK)
+        return err->code;
+    p->verifier = fxb_token_verifier_new(p->keyring, cfg->jwt_issuer, cfg->jwt_audience, err);
+    if (p->verifier == NULL)
+        return err->code;
+    p->cache = fxb_token_cache_new((size_t)cfg->token_cache_entries);
+    if (p->cache == NULL)
+        return fxb_err_set(err, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", "", "token cache");
+    p->revocation = fxb_revocation_start(cfg->redis_url, cfg->redis_connect_timeout_ms, err);
+    if (p->revocation == NULL)
+        return err->code;
+    bool sms_dev = strcmp(cfg->sms, "dev") == 0 || (strcmp(cfg->sms, "auto") == 0 && dev);
+    if (sms_dev) {
+        fxb_store_options so = {.url = cfg->redis_url,
+                                .connect_timeout_ms = cfg->redis_connect_timeout_ms,
+                                .command_timeout_ms = cfg->redis_command_timeout_ms};
+        p->sms = fxb_sms_dev_new(&so, !dev, err);
+        if (p->sms == NULL)
+            return err->code;
+    }
+    deps.keyring = p->keyring;
+    deps.cache = p->cache;
+    deps.revocation = p->revocation;
+    deps.crypto = p->crypto;
+    deps.sms = p->sms;
+    fxb_otp_params_init(&deps.otp, deps.secret);
+    deps.otp.daily_limit_phone = cfg->otp_daily_phone;
+    deps.otp.daily_limit_ip = cfg->otp_daily_ip;
+    deps.issuer = cfg->jwt_issuer;
+    deps.audience = cfg->jwt_audience;
+    deps.access_ttl_s = cfg->access_ttl_s;
+    fxb_auth_service_init(&deps);
+    memset(deps.secret, 0, sizeof deps.secret);
+    p->authn.verifier = p->verifier;
+    p->authn.cache = p->cache;
+    p->authn.revocation = p->revocation;
+    return FXB_OK;
+}
+
 int main(int argc, char **argv)
 {
     fxb_config cfg;
@@ -134,10 +227,21 @@ int main(int argc, char **argv)
         return 3;
     }
 
+    auth_parts auth;
+    if (auth_parts_init(&cfg, &auth, &err) != FXB_OK) {
+        fxb_log(FXB_LOG_ERROR, "authentication setup failed: %s", err.message);
+        fprintf(stderr, "fxb-server: %s\n", err.message);
+        auth_parts_free(&auth);
+        fxb_store_free(monitor);
+        return 2;
+    }
+
     grpc_init();
     fxb_server *srv = fxb_server_new(&cfg, &err);
+    if (srv)
+        fxb_server_set_authenticator(srv, fxb_authn_authenticate, &auth.authn);
     const fxb_service *services[] = {&fxb_system_service, &fxb_health_service,
-                                     &fxb_reflection_service, &fxb_diag_service};
+                                     &fxb_reflection_service, &fxb_auth_service, &fxb_diag_service};
     size_t n_services = sizeof services / sizeof services[0] - (cfg.diag ? 0 : 1);
     const char *paths[FXB_MAX_METHODS];
     size_t n_paths = 0;
@@ -191,6 +295,7 @@ int main(int argc, char **argv)
     fxb_metrics_shutdown();
     fxb_reflection_shutdown();
     fxb_health_cleanup();
+    auth_parts_free(&auth);
     fxb_store_free(monitor);
     grpc_shutdown();
     fxb_log(FXB_LOG_INFO, "stopped");
@@ -204,6 +309,7 @@ fail:
     fxb_metrics_shutdown();
     fxb_reflection_shutdown();
     fxb_health_cleanup();
+    auth_parts_free(&auth);
     fxb_store_free(monitor);
     grpc_shutdown();
     return 1;

@@ -374,7 +374,8 @@ class Server:
     changes it)."""
 
     def __init__(self, extra_env=None, redis_url=None, migrate=True, args=(), expect_exit=0,
-                 start_timeout=20, wait_serving=True, port=None, metrics_port=None):
+                 start_timeout=20, wait_serving=True, port=None, metrics_port=None,
+                 provision_keys=True):
         self.extra_env = dict(extra_env or {})
         self.redis_url = redis_url or REDIS_URL
         self.migrate = migrate
@@ -389,6 +390,7 @@ class Server:
         self._channels = []
         self.port = port
         self.metrics_port = metrics_port
+        self.provision_keys = provision_keys
 
     # lifecycle
     def start(self):
@@ -409,6 +411,10 @@ class Server:
         self.env = server_env(redis_url=self.redis_url, data_dir=os.path.join(self.tmp, "data"),
                               extra=extra)
         os.makedirs(self.env["FXB_DATA_DIR"], exist_ok=True)
+        if self.provision_keys:
+            # as deploy/dev-up.sh does: key files are provisioned, not improvised
+            run_admin(["keys", "init"], redis_url=self.redis_url,
+                      env={"FXB_DATA_DIR": self.env["FXB_DATA_DIR"]}, check=True)
         self.log_path = os.path.join(self.tmp, "server.log")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([SERVER_BIN] + self.args, env=self.env,

@@ -107,6 +107,9 @@ class MetricsTest(t.TestCase):
             with self.assertRaises(grpc.RpcError):
                 srv.channel.unary_unary("/no.Such/Method")(b"", timeout=5)
             list(srv.ticks()(D.TicksRequest(count=2), timeout=5))
+            # a call is counted when its reply batch completes on the server,
+            # which may be just after the client has the reply
+            t.wait_until(lambda: t.metric(srv.metrics(), "fxb_rpc_in_flight") == 0, timeout=5)
             after = srv.metrics()
 
             def delta(method, code):
