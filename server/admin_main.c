@@ -68,6 +68,8 @@ static int cmd_keys(const fxb_config *cfg, const char *what)
         goto fail;
     if (strcmp(what, "init") == 0) {
         fxb_keyring *ring = fxb_keyring_load(jdir, &err);
+        if (ring == NULL && err.code != FXB_NOT_FOUND)
+            goto fail; /* a broken key file is for a human to look at */
         if (ring == NULL) {
             char kid[FXB_KEY_KID_MAX + 1];
             if (fxb_keyring_generate(jdir, kid, &err) != FXB_OK)
@@ -91,7 +93,9 @@ static int cmd_keys(const fxb_config *cfg, const char *what)
     if (strcmp(what, "rotate-jwt") == 0) {
         if (fxb_keyring_generate(jdir, kid, &err) != FXB_OK)
             goto fail;
-        printf("token signing key %s is now active; restart the servers\n", kid);
+        printf("token signing key %s is now active; restart the servers. Delete a retired\n"
+               "key once every token it signed has expired (15 min 30 s); at most 16 keys.\n",
+               kid);
         return 0;
     }
     if (strcmp(what, "rotate-data") == 0) {

@@ -131,7 +131,7 @@ static fxb_code auth_parts_init(const fxb_config *cfg, auth_parts *p, fxb_err *e
     if (fxb_keyring_path(cfg->data_dir, dir, sizeof dir, err) != FXB_OK)
         return err->code;
     p->keyring = fxb_keyring_load(dir, err);
-    if (p->keyring == NULL && dev) {
+    if (p->keyring == NULL && dev && err->code == FXB_NOT_FOUND) {
         if (fxb_keyring_generate(dir, NULL, err) != FXB_OK)
             return err->code;
         fxb_log(FXB_LOG_WARN, "no token signing key: generated one (development)");

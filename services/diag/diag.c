@@ -175,6 +175,29 @@ static fxb_next chat_half_close(fxb_ctx *ctx, ProtobufCMessage *resp)
     return FXB_NEXT_FINISH;
 }
 
+/* --- access probes ----------------------------------------------------- */
+
+static fxb_code probe(fxb_ctx *ctx, const ProtobufCMessage *req_msg, ProtobufCMessage *resp_msg)
+{
+    const Fxb__V1__ProbeRequest *req = (const Fxb__V1__ProbeRequest *)req_msg;
+    Fxb__V1__ProbeResponse *resp = (Fxb__V1__ProbeResponse *)resp_msg;
+    if (req->touch_store) {
+        fxb_err err;
+        redisReply *r = fxb_store_command(fxb_ctx_store(ctx), &err, "PING");
+        if (r == NULL)
+            return fxb_ctx_fail_err(ctx, &err);
+        freeReplyObject(r);
+    }
+    const fxb_caller *c = fxb_ctx_caller(ctx);
+    resp->account_id = (char *)c->account_id;
+    resp->session_id = (char *)c->session_id;
+    resp->assurance_level = (uint32_t)c->level;
+    resp->roles = c->roles;
+    resp->department = (char *)c->dept;
+    resp->auth_time_s = c->auth_time_s;
+    return FXB_OK;
+}
+
 static const fxb_stream_ops collect_ops = {
     .on_start = collect_start,
     .on_message = collect_message,
@@ -219,6 +242,19 @@ static const fxb_method methods[] = {
      .stream = &chat_ops,
      .access = {.kind = FXB_ACCESS_PUBLIC},
      .limits = {.max_request_bytes = 64 * 1024}},
+#define PROBE(name, ...)                                                                           \
+    {.path = "/fxb.v1.DiagService/" name,                                                          \
+     .request = &fxb__v1__probe_request__descriptor,                                               \
+     .response = &fxb__v1__probe_response__descriptor,                                             \
+     .unary = probe,                                                                               \
+     .access = {.kind = FXB_ACCESS_SIGNED_IN, __VA_ARGS__},                                        \
+     .limits = {.max_request_bytes = 1024}}
+    PROBE("ProbeSignedIn", .min_level = 0),
+    PROBE("ProbeRealName", .min_level = FXB_LEVEL_REAL_NAME),
+    PROBE("ProbeRealPerson", .min_level = FXB_LEVEL_REAL_FACE),
+    PROBE("ProbeStepUp", .step_up_s = 600),
+    PROBE("ProbeOfficer", .roles = FXB_ROLE_OFFICER | FXB_ROLE_ADMIN, .dept_field = "department"),
+    PROBE("ProbeAdmin", .roles = FXB_ROLE_ADMIN),
 };
 
 const fxb_service fxb_diag_service = {
