@@ -322,10 +322,18 @@ static fxb_code refresh(fxb_ctx *ctx, const ProtobufCMessage *req_msg, ProtobufC
     fxb_err err;
     fxb_session_tokens st;
     char account_id[FXB_ID_MAX + 1], reused[FXB_ID_MAX + 1];
-    /* the multiplier is per account, the account is in the token: read it
-     * after a first parse would cost a round trip; refresh keeps the idle
-     * window the session was opened with unless the account asks more */
-    fxb_code rc = fxb_session_refresh(fxb_ctx_store(ctx), req->refresh_token, fxb_wall_ms(), 100,
+    /* the idle window follows the account's timeout multiplier; the account
+     * id leads the token ("<account>.<session>.<secret>") */
+    int pct = 100;
+    const char *dot = strchr(req->refresh_token, '.');
+    if (dot && dot > req->refresh_token && (size_t)(dot - req->refresh_token) <= FXB_ID_MAX) {
+        char acct[FXB_ID_MAX + 1];
+        memcpy(acct, req->refresh_token, (size_t)(dot - req->refresh_token));
+        acct[dot - req->refresh_token] = '\0';
+        if (fxb_key_id_valid(acct))
+            pct = fxb_auth_timeout_pct(fxb_ctx_store(ctx), acct);
+    }
+    fxb_code rc = fxb_session_refresh(fxb_ctx_store(ctx), req->refresh_token, fxb_wall_ms(), pct,
                                       &st, account_id, reused, &err);
     if (rc != FXB_OK) {
         if (reused[0]) {
