@@ -22,6 +22,7 @@
 #include "auth/secret.h"
 #include "auth/sms.h"
 #include "auth/token.h"
+#include "services/accessibility/accessibility.h"
 #include "services/auth/auth_service.h"
 #include "services/diag/diag.h"
 #include "services/health/health.h"
@@ -240,8 +241,10 @@ int main(int argc, char **argv)
     fxb_server *srv = fxb_server_new(&cfg, &err);
     if (srv)
         fxb_server_set_authenticator(srv, fxb_authn_authenticate, &auth.authn);
-    const fxb_service *services[] = {&fxb_system_service, &fxb_health_service,
-                                     &fxb_reflection_service, &fxb_auth_service, &fxb_diag_service};
+    /* diag last: it is left out when off */
+    const fxb_service *services[] = {&fxb_system_service,        &fxb_health_service,
+                                     &fxb_reflection_service,    &fxb_auth_service,
+                                     &fxb_accessibility_service, &fxb_diag_service};
     size_t n_services = sizeof services / sizeof services[0] - (cfg.diag ? 0 : 1);
     const char *paths[FXB_MAX_METHODS];
     size_t n_paths = 0;

@@ -227,8 +227,9 @@ static fxb_code open_session(fxb_ctx *ctx, const fxb_account *acc, const Fxb__V1
         return fxb_ctx_fail_err(ctx, &err);
     publish_ended(ctx, replaced);
     publish_ended(ctx, oldest);
-    if (issue_access(ctx, acc, st.session_id, st.auth_time_ms, resp) != FXB_OK)
-        return FXB_INTERNAL;
+    fxb_code irc = issue_access(ctx, acc, st.session_id, st.auth_time_ms, resp);
+    if (irc != FXB_OK)
+        return irc;
     resp->refresh_token = fxb_arena_strdup(fxb_ctx_arena(ctx), st.refresh_token);
     resp->refresh_expires_at_ms = st.refresh_idle_exp_ms;
     resp->account_created = created;
@@ -258,8 +259,9 @@ static fxb_code sign_in_code(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
     char phone[FXB_PHONE_LEN + 1];
     if (fxb_phone_normalize(req->phone, phone, &err) != FXB_OK)
         return fxb_ctx_fail_err(ctx, &err);
-    if (check_device(ctx, req->device) != FXB_OK)
-        return FXB_INVALID_ARGUMENT;
+    fxb_code drc = check_device(ctx, req->device);
+    if (drc != FXB_OK)
+        return drc;
     int64_t now = fxb_wall_ms();
     if (fxb_otp_verify(fxb_ctx_store(ctx), &deps.otp, phone, FXB_OTP_SIGN_IN, req->code, now,
                        &err) != FXB_OK)
@@ -284,8 +286,9 @@ static fxb_code sign_in_password(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
     char phone[FXB_PHONE_LEN + 1];
     if (fxb_phone_normalize(req->phone, phone, &err) != FXB_OK)
         return fxb_ctx_fail_err(ctx, &err);
-    if (check_device(ctx, req->device) != FXB_OK)
-        return FXB_INVALID_ARGUMENT;
+    fxb_code drc = check_device(ctx, req->device);
+    if (drc != FXB_OK)
+        return drc;
     if (strlen(req->password) > FXB_PASSWORD_MAX_BYTES)
         return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, "PASSWORD_TOO_LONG", "密码过长",
                             "password longer than %d bytes", FXB_PASSWORD_MAX_BYTES);
@@ -345,8 +348,9 @@ static fxb_code refresh(fxb_ctx *ctx, const ProtobufCMessage *req_msg, ProtobufC
     fxb_account acc;
     if (fxb_account_get(fxb_ctx_store(ctx), account_id, &acc, &err) != FXB_OK)
         return fxb_ctx_fail_err(ctx, &err);
-    if (issue_access(ctx, &acc, st.session_id, st.auth_time_ms, resp) != FXB_OK)
-        return FXB_INTERNAL;
+    fxb_code irc = issue_access(ctx, &acc, st.session_id, st.auth_time_ms, resp);
+    if (irc != FXB_OK)
+        return irc;
     resp->refresh_token = fxb_arena_strdup(fxb_ctx_arena(ctx), st.refresh_token);
     resp->refresh_expires_at_ms = st.refresh_idle_exp_ms;
     memset(&st, 0, sizeof st);
@@ -390,8 +394,9 @@ static fxb_code step_up(fxb_ctx *ctx, const ProtobufCMessage *req_msg, ProtobufC
     fxb_err err;
     char phone[FXB_PHONE_LEN + 1];
     int64_t now = fxb_wall_ms();
-    if (caller_phone(ctx, who->account_id, phone) != FXB_OK)
-        return FXB_INTERNAL;
+    fxb_code prc = caller_phone(ctx, who->account_id, phone);
+    if (prc != FXB_OK)
+        return prc;
     if (req->proof_case == FXB__V1__STEP_UP_REQUEST__PROOF_CODE) {
         if (fxb_otp_verify(fxb_ctx_store(ctx), &deps.otp, phone, FXB_OTP_STEP_UP, req->code, now,
                            &err) != FXB_OK)
@@ -425,8 +430,9 @@ static fxb_code set_password(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
         return not_ready(ctx);
     fxb_err err;
     char phone[FXB_PHONE_LEN + 1];
-    if (caller_phone(ctx, who->account_id, phone) != FXB_OK)
-        return FXB_INTERNAL;
+    fxb_code prc = caller_phone(ctx, who->account_id, phone);
+    if (prc != FXB_OK)
+        return prc;
     if (fxb_password_policy(req->new_password, phone, &err) != FXB_OK)
         return fxb_ctx_fail_err(ctx, &err);
     char encoded[FXB_PASSWORD_HASH_MAX];
@@ -534,10 +540,13 @@ static fxb_code sign_out_others(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
     if (fxb_session_list(fxb_ctx_store(ctx), who->account_id, infos, FXB_SESSIONS_PER_ACCOUNT, &n,
                          &err) != FXB_OK)
         return fxb_ctx_fail_err(ctx, &err);
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(infos[i].session_id, who->session_id) != 0 &&
-            end_one(ctx, who->account_id, infos[i].session_id, &resp->ended) != FXB_OK)
-            return FXB_UNAVAILABLE;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(infos[i].session_id, who->session_id) == 0)
+            continue;
+        fxb_code erc = end_one(ctx, who->account_id, infos[i].session_id, &resp->ended);
+        if (erc != FXB_OK)
+            return erc;
+    }
     return FXB_OK;
 }
 
