@@ -11,6 +11,9 @@
 
 #define RELOGIN_ZH "登录已失效，请重新登录"
 
+_Static_assert(FXB_AUTHORIZATION_MAX >= 7 + FXB_TOKEN_MAX_LEN,
+               "the runtime must keep an authorization header as long as the longest token");
+
 static const char *level_name(int level)
 {
     switch (level) {

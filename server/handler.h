@@ -168,8 +168,13 @@ bool fxb_ctx_cancelled(fxb_ctx *ctx);
 /* True when the server is draining for shutdown. */
 bool fxb_ctx_shutting_down(fxb_ctx *ctx);
 
-/* Request metadata. authorization is the raw header value (NULL if absent),
- * for the auth layer only: never log it. */
+/* Longest authorization header kept: "Bearer " + the longest token the
+ * auth layer accepts, with room to spare. A longer first header reads as ""
+ * (present, unusable). */
+#define FXB_AUTHORIZATION_MAX 8320
+
+/* Request metadata. authorization is the raw value of the first such header
+ * (NULL if absent), for the auth layer only: never log it. */
 const char *fxb_ctx_request_id(fxb_ctx *ctx);
 const char *fxb_ctx_user_agent(fxb_ctx *ctx);
 const char *fxb_ctx_authorization(fxb_ctx *ctx);

@@ -752,10 +752,10 @@ static void ctx_step(fxb_ctx *ctx)
 
 /* --- starting a call ---------------------------------------------------- */
 
-static char *slice_dup_capped(grpc_slice s)
+static char *slice_dup_max(grpc_slice s, size_t max)
 {
     size_t len = GRPC_SLICE_LENGTH(s);
-    if (len > META_VALUE_MAX)
+    if (len > max)
         return NULL;
     char *p = malloc(len + 1);
     if (p) {
@@ -765,13 +765,23 @@ static char *slice_dup_capped(grpc_slice s)
     return p;
 }
 
+static char *slice_dup_capped(grpc_slice s)
+{
+    return slice_dup_max(s, META_VALUE_MAX);
+}
+
 static void read_metadata(fxb_ctx *ctx)
 {
-    bool have_id = false;
+    bool have_id = false, have_auth = false;
     for (size_t i = 0; i < ctx->md.count; i++) {
         const grpc_metadata *md = &ctx->md.metadata[i];
-        if (grpc_slice_str_cmp(md->key, "authorization") == 0 && ctx->authorization == NULL) {
-            ctx->authorization = slice_dup_capped(md->value);
+        if (grpc_slice_str_cmp(md->key, "authorization") == 0 && !have_auth) {
+            /* only the first header counts; one too long to be ours is
+             * present but unusable (so: malformed, not missing) */
+            have_auth = true;
+            ctx->authorization = slice_dup_max(md->value, FXB_AUTHORIZATION_MAX);
+            if (ctx->authorization == NULL)
+                ctx->authorization = strdup("");
         } else if (grpc_slice_str_cmp(md->key, "user-agent") == 0 && ctx->user_agent == NULL) {
             ctx->user_agent = slice_dup_capped(md->value);
         } else if (grpc_slice_str_cmp(md->key, "x-request-id") == 0 && !have_id) {

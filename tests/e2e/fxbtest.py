@@ -826,3 +826,411 @@ class TestCase(unittest.TestCase):
 
 def main():
     unittest.main(verbosity=2)
+
+
+# =========================================================================
+# Auth helpers (test_auth.py, test_hostile_tokens.py, test_access_matrix.py)
+# Additions only: nothing above this line depends on them.
+# =========================================================================
+
+import base64 as _b64
+import hashlib as _hashlib
+import hmac as _hmac
+import random as _random
+
+# Servers for auth tests: daily OTP caps high enough for a whole run (every
+# test signs in from 127.0.0.1).
+AUTH_ENV = {"FXB_OTP_DAILY_IP": "100000", "FXB_OTP_DAILY_PHONE": "1000"}
+
+# Reasons the runtime's access check answers with (handlers use others).
+ACCESS_REASONS = frozenset((
+    "TOKEN_MISSING", "TOKEN_MALFORMED", "TOKEN_ALG_NOT_ALLOWED", "TOKEN_TYPE_INVALID",
+    "TOKEN_KEY_UNKNOWN", "TOKEN_SIGNATURE_INVALID", "TOKEN_EXPIRED", "TOKEN_NOT_YET_VALID",
+    "TOKEN_ISSUER_INVALID", "TOKEN_AUDIENCE_INVALID", "TOKEN_CLAIMS_INVALID", "SESSION_REVOKED",
+    "STEP_UP_REQUIRED", "ROLE_REQUIRED", "LEVEL_TOO_LOW", "DEPARTMENT_MISMATCH",
+    "DELEGATION_NOT_ALLOWED"))
+
+
+def auth_pb():
+    return pb("fxb/v1/auth")
+
+
+def random_phone(prefix="139"):
+    """A mainland mobile number nobody else in this run uses."""
+    return prefix + "".join(_random.choice("0123456789") for _ in range(11 - len(prefix)))
+
+
+def random_device_id(prefix="dev"):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:20])
+
+
+# --- a tiny RESP client (binary-safe, no redis-py needed) -----------------
+
+def _resp_encode(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode("utf-8")
+        elif isinstance(a, int):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class _RespReader:
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def read(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            raise AssertionError("redis error: %s" % rest.decode("utf-8", "replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n)
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read() for _ in range(n)]
+        raise AssertionError("unexpected RESP reply %r" % line)
+
+
+def redis_cmds(url, commands):
+    """Runs a list of commands (each a list of str/bytes/int) on one
+    connection; returns their replies (bytes, ints, lists, None)."""
+    host, port, db = parse_redis_url(url)
+    with socket.create_connection((host, port), timeout=10) as s:
+        rd = _RespReader(s)
+        if db:
+            s.sendall(_resp_encode(["SELECT", db]))
+            rd.read()
+        s.sendall(b"".join(_resp_encode(c) for c in commands))
+        return [rd.read() for _ in commands]
+
+
+def redis_cmd(url, *args):
+    return redis_cmds(url, [list(args)])[0]
+
+
+def redis_dump(url, skip=(b"fxb:dev:sms",)):
+    """Every key of the database with every string it holds (values, hash
+    fields and values, members, stream fields): [(key, [bytes...])]. For
+    checking that nothing is kept in clear."""
+    keys, cursor = [], b"0"
+    while True:
+        cursor, batch = redis_cmd(url, "SCAN", cursor, "COUNT", 1000)
+        keys.extend(batch)
+        if cursor == b"0":
+            break
+    keys = [k for k in keys if k not in skip]
+    types = redis_cmds(url, [["TYPE", k] for k in keys])
+    cmds = []
+    for k, ty in zip(keys, types):
+        cmds.append({b"string": ["GET", k], b"hash": ["HGETALL", k],
+                     b"list": ["LRANGE", k, 0, -1], b"set": ["SMEMBERS", k],
+                     b"zset": ["ZRANGE", k, 0, -1, "WITHSCORES"],
+                     b"stream": ["XRANGE", k, "-", "+"]}.get(ty, ["TYPE", k]))
+    out = []
+
+    def flat(v):
+        if isinstance(v, list):
+            for x in v:
+                yield from flat(x)
+        elif isinstance(v, bytes):
+            yield v
+        elif v is not None:
+            yield str(v).encode()
+
+    for k, v in zip(keys, redis_cmds(url, cmds) if cmds else []):
+        out.append((k, list(flat(v))))
+    return out
+
+
+# --- codes, sign-in -------------------------------------------------------
+
+_CODE_RE = re.compile(r"(?<![0-9])([0-9]{6})(?![0-9])")
+
+
+def last_code(phone, redis_url=None, timeout=5):
+    """The 6-digit code of the newest SMS to phone (bare 11 digits) in the
+    development sink (stream fxb:dev:sms). Polls up to timeout seconds."""
+    url = redis_url or REDIS_URL
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = redis_cmd(url, "XREVRANGE", "fxb:dev:sms", "+", "-", "COUNT", 200) or []
+        for _id, fields in entries:
+            f = dict(zip(fields[0::2], fields[1::2]))
+            if f.get(b"phone") == phone.encode():
+                m = _CODE_RE.search(f.get(b"text", b"").decode("utf-8"))
+                if m:
+                    return m.group(1)
+        if time.monotonic() >= deadline:
+            raise AssertionError("no SMS to %s in fxb:dev:sms" % phone)
+        time.sleep(0.05)
+
+
+def server_secret(srv):
+    with open(os.path.join(srv.env["FXB_DATA_DIR"], "keys", "server-secret"), "rb") as f:
+        return f.read()
+
+
+def phone_tag(srv, phone):
+    """The tag that stands for phone in Redis keys ({p:<tag>}), as
+    auth/phone.c computes it: HMAC-SHA256(secret, "fxb/phone" 0x00 phone)."""
+    mac = _hmac.new(server_secret(srv), b"fxb/phone\x00" + phone.encode(), _hashlib.sha256)
+    return mac.hexdigest()[:16]
+
+
+def allow_resend(srv, phone):
+    """Forgets the 60 s resend marker of phone, so a test can ask for another
+    code at once (the marker is shared by every purpose)."""
+    redis_cmd(srv.redis_url, "DEL", "{p:%s}:otp:last" % phone_tag(srv, phone))
+
+
+def auth_call(srv, method, req, token=None, metadata=None, timeout=20, channel=None):
+    """Calls /fxb.v1.AuthService/<method> with req, as bearer token when
+    given. Request and response classes follow the proto's naming."""
+    a = auth_pb()
+    resp_cls = {"SendCode": a.SendCodeResponse, "SetPassword": a.SetPasswordResponse,
+                "GetMe": a.Account, "ListSessions": a.ListSessionsResponse,
+                "SignOut": a.SignOutResponse, "SignOutOthers": a.SignOutResponse}.get(
+                    method, a.TokenResponse)
+    md = list(metadata or ())
+    if token is not None:
+        md.append(("authorization", "Bearer " + token))
+    fn = srv.unary("/fxb.v1.AuthService/" + method, type(req), resp_cls, channel=channel)
+    return fn(req, metadata=md or None, timeout=timeout)
+
+
+def send_code(srv, phone, purpose=None):
+    a = auth_pb()
+    req = a.SendCodeRequest(phone=phone)
+    if purpose is not None:
+        req.purpose = purpose
+    return auth_call(srv, "SendCode", req)
+
+
+class SignedIn:
+    """A signed-in device: phone, device_id and the latest TokenResponse."""
+
+    def __init__(self, phone, device_id, resp):
+        self.phone = phone
+        self.device_id = device_id
+        self.resp = resp
+
+    @property
+    def access(self):
+        return self.resp.access_token
+
+    @property
+    def refresh(self):
+        return self.resp.refresh_token
+
+    @property
+    def sid(self):
+        return self.resp.session_id
+
+    @property
+    def account_id(self):
+        return self.resp.account.account_id
+
+    def md(self):
+        return bearer(self.access)
+
+
+def bearer(token):
+    """Call metadata carrying token."""
+    return [("authorization", "Bearer " + token)]
+
+
+def sign_in(srv, phone=None, device_id=None, device_name="测试手机", fresh_code=True):
+    """SendCode + SignInWithCode on srv; returns a SignedIn. With fresh_code
+    the resend marker is cleared first, so the same phone may sign in again
+    (another device) at once."""
+    a = auth_pb()
+    phone = phone or random_phone()
+    device_id = device_id or random_device_id()
+    if fresh_code:
+        allow_resend(srv, phone)
+    send_code(srv, phone)
+    code = last_code(phone, srv.redis_url)
+    resp = auth_call(srv, "SignInWithCode", a.SignInWithCodeRequest(
+        phone=phone, code=code, device=a.Device(device_id=device_id, name=device_name)))
+    return SignedIn(phone, device_id, resp)
+
+
+def set_level(srv, who, level):
+    """Sets the assurance level of who's account in the store (as the
+    identity service will) and refreshes who's tokens, so the new access
+    token carries acr = level."""
+    redis_cmd(srv.redis_url, "HSET", "{u:%s}:account" % who.account_id, "level", level)
+    who.resp = auth_call(srv, "Refresh", auth_pb().RefreshRequest(refresh_token=who.refresh))
+    return who
+
+
+raise_level = set_level
+
+
+def make_staff(srv, phone, role, dept=None):
+    """fxb-admin staff against srv's store and data keys."""
+    args = ["staff", "--phone", phone, "--role", role]
+    if dept is not None:
+        args += ["--dept", dept]
+    return run_admin(args, redis_url=srv.redis_url,
+                     env={"FXB_DATA_DIR": srv.env["FXB_DATA_DIR"]}, check=True)
+
+
+def retry_info(err):
+    """The google.rpc.RetryInfo of an RpcError (None when absent)."""
+    md = dict(err.trailing_metadata() or ())
+    raw = md.get("grpc-status-details-bin")
+    if raw is None:
+        return None
+    for any_msg in status_pb().Status.FromString(raw).details:
+        if any_msg.type_url.endswith("/google.rpc.RetryInfo"):
+            return error_details_pb().RetryInfo.FromString(any_msg.value)
+    return None
+
+
+def error_reason(err):
+    """(code, ErrorInfo reason or None) of an RpcError."""
+    info, _ = decode_status_details(err)
+    return err.code(), (info.reason if info is not None else None)
+
+
+# --- JWTs -----------------------------------------------------------------
+
+def b64url(data):
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return _b64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text):
+    return _b64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def jwt_decode(token):
+    """(header dict, claims dict, signature bytes), not verified."""
+    h, p, s = token.split(".")
+    return json.loads(b64url_decode(h)), json.loads(b64url_decode(p)), b64url_decode(s)
+
+
+def jwt_encode(header, claims, sign=None):
+    """header.claims.signature; sign(signing_input bytes) -> signature bytes
+    (None: empty signature)."""
+    def part(x):
+        return b64url(x if isinstance(x, (bytes, str)) else
+                      json.dumps(x, separators=(",", ":"), ensure_ascii=False))
+    signing_input = part(header) + "." + part(claims)
+    sig = sign(signing_input.encode("ascii")) if sign else b""
+    return signing_input + "." + b64url(sig)
+
+
+def server_key_path(srv):
+    """(kid, path of the PEM) of srv's active token signing key."""
+    d = os.path.join(srv.env["FXB_DATA_DIR"], "keys", "jwt")
+    try:
+        with open(os.path.join(d, "active")) as f:
+            kid = f.read().strip()
+    except FileNotFoundError:
+        kid = max(n[:-4] for n in os.listdir(d) if n.endswith(".pem") and not n.startswith("."))
+    return kid, os.path.join(d, kid + ".pem")
+
+
+def public_pem(key_path):
+    """The SubjectPublicKeyInfo PEM of an EC private key file (openssl CLI)."""
+    r = subprocess.run(["openssl", "pkey", "-in", key_path, "-pubout"], capture_output=True,
+                       timeout=30)
+    if r.returncode != 0:
+        raise AssertionError("openssl pkey -pubout: %s" % r.stderr.decode())
+    return r.stdout
+
+
+def _der_int(buf, pos):
+    assert buf[pos] == 0x02, "DER INTEGER expected"
+    n = buf[pos + 1]
+    pos += 2
+    return int.from_bytes(buf[pos:pos + n], "big"), pos + n
+
+
+def es256_sign(key_path, data):
+    """Raw r||s (64 bytes) ES256 signature of data with the PEM key, made by
+    `openssl dgst -sha256 -sign` (DER ECDSA-Sig-Value converted)."""
+    r = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key_path], input=data,
+                       capture_output=True, timeout=30)
+    if r.returncode != 0:
+        raise AssertionError("openssl dgst -sign: %s" % r.stderr.decode())
+    der = r.stdout
+    assert der[0] == 0x30, "DER SEQUENCE expected"
+    pos = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
+    rr, pos = _der_int(der, pos)
+    ss, pos = _der_int(der, pos)
+    return rr.to_bytes(32, "big") + ss.to_bytes(32, "big")
+
+
+def es256_verify(key_path, data, sig):
+    """True when sig (raw r||s) is a valid ES256 signature of data under the
+    public half of the key (openssl dgst -verify)."""
+    def der_int(v):
+        b = v.to_bytes(32, "big").lstrip(b"\x00") or b"\x00"
+        if b[0] & 0x80:
+            b = b"\x00" + b
+        return b"\x02" + bytes([len(b)]) + b
+    body = der_int(int.from_bytes(sig[:32], "big")) + der_int(int.from_bytes(sig[32:], "big"))
+    der = b"\x30" + bytes([len(body)]) + body
+    tmp = tempfile.mkdtemp(prefix="fxb-e2e-jwt.")
+    try:
+        pub, sigf = os.path.join(tmp, "pub.pem"), os.path.join(tmp, "sig.der")
+        with open(pub, "wb") as f:
+            f.write(public_pem(key_path))
+        with open(sigf, "wb") as f:
+            f.write(der)
+        r = subprocess.run(["openssl", "dgst", "-sha256", "-verify", pub, "-signature", sigf],
+                           input=data, capture_output=True, timeout=30)
+        return r.returncode == 0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def forge_token(srv, claims=None, header=None, key_path=None, base=None, **overrides):
+    """A token signed with srv's real private key (or key_path). Claims start
+    from base (a real token's claims, e.g. jwt_decode(t)[1]) or a plausible
+    set, then claims / overrides replace fields (value None deletes)."""
+    kid, path = server_key_path(srv)
+    now = int(time.time())
+    c = dict(base or {"iss": srv.env.get("FXB_JWT_ISSUER", "https://fxb.xinxiang.gov.cn"),
+                      "aud": srv.env.get("FXB_JWT_AUDIENCE", "fxb-app"),
+                      "sub": "nobody", "sid": "nosession", "jti": uuid.uuid4().hex,
+                      "iat": now, "nbf": now, "exp": now + 600, "auth_time": now,
+                      "acr": 1, "roles": ["citizen"]})
+    c.update(claims or {})
+    c.update(overrides)
+    c = {k: v for k, v in c.items() if v is not None}
+    h = {"alg": "ES256", "typ": "at+jwt", "kid": kid}
+    h.update(header or {})
+    h = {k: v for k, v in h.items() if v is not None}
+    return jwt_encode(h, c, lambda data: es256_sign(key_path or path, data))
