@@ -153,11 +153,11 @@ struct fxb_ctx {
     char *user_agent;
     char *peer;
     char *unknown_path;
-    fxb_err err;
-    bool has_err;
+    fxb_err *err; /* the call's error, NULL while none (kept small: most calls succeed) */
+    bool err_malloced;
     void *user;
     uint32_t n_received;
-    fxb_caller caller;
+    fxb_caller *caller; /* NULL on public methods */
 
     out_msg *q_head, *q_tail;
     size_t q_len, q_bytes;
@@ -275,6 +275,8 @@ static void ctx_free(fxb_ctx *ctx)
     free(ctx->unknown_path);
     if (ctx->peer)
         gpr_free(ctx->peer);
+    if (ctx->err_malloced)
+        free(ctx->err);
     fxb_arena_free(&ctx->arena);
     fxb_arena_free(&ctx->scratch);
     free(ctx);
@@ -290,7 +292,8 @@ void fxb_ctx_unref(fxb_ctx *ctx)
 
 const fxb_caller *fxb_ctx_caller(fxb_ctx *ctx)
 {
-    return &ctx->caller;
+    static const fxb_caller nobody;
+    return ctx->caller ? ctx->caller : &nobody;
 }
 
 fxb_arena *fxb_ctx_arena(fxb_ctx *ctx)
@@ -371,10 +374,27 @@ void *fxb_ctx_user(fxb_ctx *ctx)
     return ctx->user;
 }
 
+/* The call's error record, made on first use. */
+static fxb_err *ctx_err(fxb_ctx *ctx)
+{
+    if (ctx->err == NULL) {
+        ctx->err = fxb_arena_alloc(&ctx->arena, sizeof *ctx->err);
+        if (ctx->err == NULL) {
+            /* the arena is exhausted: keep the error anyway */
+            ctx->err = malloc(sizeof *ctx->err);
+            ctx->err_malloced = ctx->err != NULL;
+        }
+        if (ctx->err == NULL) {
+            static _Thread_local fxb_err fallback;
+            ctx->err = &fallback;
+        }
+    }
+    return ctx->err;
+}
+
 fxb_code fxb_ctx_fail_err(fxb_ctx *ctx, const fxb_err *err)
 {
-    fxb_err_copy(&ctx->err, err);
-    ctx->has_err = true;
+    fxb_err_copy(ctx_err(ctx), err);
     return err->code;
 }
 
@@ -386,8 +406,7 @@ fxb_code fxb_ctx_fail(fxb_ctx *ctx, fxb_code code, const char *reason, const cha
     va_start(ap, message_fmt);
     vsnprintf(buf, sizeof buf, message_fmt, ap);
     va_end(ap);
-    fxb_err_set(&ctx->err, code, reason, message_zh, "%s", buf);
-    ctx->has_err = true;
+    fxb_err_set(ctx_err(ctx), code, reason, message_zh, "%s", buf);
     return code;
 }
 
@@ -460,8 +479,8 @@ static void ctx_end(fxb_ctx *ctx)
     if (ctx->method && ctx->method->m->stream && ctx->method->m->stream->on_end)
         ctx->method->m->stream->on_end(ctx, cancelled);
 
-    int code = cancelled ? FXB_CANCELLED : (ctx->has_err ? (int)ctx->err.code : FXB_OK);
-    if (cancelled && ctx->has_err && ctx->err.code == FXB_DEADLINE_EXCEEDED)
+    int code = cancelled ? FXB_CANCELLED : (ctx->err ? (int)ctx->err->code : FXB_OK);
+    if (cancelled && ctx->err && ctx->err->code == FXB_DEADLINE_EXCEEDED)
         code = FXB_DEADLINE_EXCEEDED;
     else if (cancelled && fxb_ctx_remaining_ms(ctx) == 0)
         code = FXB_DEADLINE_EXCEEDED;
@@ -469,7 +488,7 @@ static void ctx_end(fxb_ctx *ctx)
     const char *path = ctx->method ? ctx->method->m->path : "unknown";
     if (fxb_log_get_level() <= FXB_LOG_INFO || code != FXB_OK)
         fxb_log_rpc(ctx->request_id, ctx->method ? path : ctx->unknown_path, code,
-                    ctx->has_err && code == (int)ctx->err.code ? ctx->err.reason : NULL, dur,
+                    ctx->err && code == (int)ctx->err->code ? ctx->err->reason : NULL, dur,
                     fxb_ctx_peer(ctx));
     fxb_metrics_observe(ctx->method ? ctx->method->index : ctx->w->srv->n_methods, code, dur);
     fxb_metrics_inflight_add(-1);
@@ -506,17 +525,17 @@ static void set_status_payload(fxb_ctx *ctx, grpc_op *op)
     op->op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     op->flags = 0;
     op->reserved = NULL;
-    fxb_code code = ctx->has_err ? ctx->err.code : FXB_OK;
+    fxb_code code = ctx->err ? ctx->err->code : FXB_OK;
     op->data.send_status_from_server.status = (grpc_status_code)code;
     op->data.send_status_from_server.trailing_metadata_count = 0;
     op->data.send_status_from_server.status_details = NULL;
     if (code == FXB_OK)
         return;
-    ctx->status_msg = grpc_slice_from_copied_string(ctx->err.message);
+    ctx->status_msg = grpc_slice_from_copied_string(ctx->err->message);
     ctx->has_status_msg = true;
     op->data.send_status_from_server.status_details = &ctx->status_msg;
     size_t len = 0;
-    unsigned char *details = fxb_err_pack_details(&ctx->err, &len);
+    unsigned char *details = fxb_err_pack_details(ctx->err, &len);
     if (details) {
         ctx->trailing_md[0].key = grpc_slice_from_static_string("grpc-status-details-bin");
         ctx->trailing_md[0].value = grpc_slice_from_copied_buffer((const char *)details, len);
@@ -627,7 +646,7 @@ static fxb_next run_callback_next(fxb_ctx *ctx, fxb_next next)
 /* Queues a unary-style response and finishes the call. */
 static void finish_with_response(fxb_ctx *ctx, const ProtobufCMessage *resp)
 {
-    if (resp && !ctx->has_err && enqueue(ctx, resp) != FXB_OK)
+    if (resp && ctx->err == NULL && enqueue(ctx, resp) != FXB_OK)
         fxb_ctx_fail(ctx, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", "系统繁忙，请稍后重试",
                      "server out of memory");
     ctx->flags |= F_FINISH;
@@ -661,7 +680,7 @@ static void on_recv_done(rt_tag *tag, bool ok)
                 protobuf_c_message_init(m->response, resp);
                 fxb_next next = m->stream->on_half_close(ctx, resp);
                 if (next == FXB_NEXT_FINISH)
-                    finish_with_response(ctx, ctx->has_err ? NULL : resp);
+                    finish_with_response(ctx, ctx->err ? NULL : resp);
             }
         } else if (m->stream->on_half_close) {
             run_callback_next(ctx, m->stream->on_half_close(ctx, NULL));
@@ -874,11 +893,16 @@ static void run_unary(fxb_ctx *ctx, const ProtobufCMessage *req)
     }
     protobuf_c_message_init(m->response, resp);
     fxb_code code = m->unary(ctx, req, resp);
-    if (code != FXB_OK && (!ctx->has_err || ctx->err.code != code))
+    if (code != FXB_OK && (ctx->err == NULL || ctx->err->code != code))
         fxb_ctx_fail(ctx, code, fxb_code_name(code), "系统错误，请稍后重试",
                      "the handler failed with %s", fxb_code_name(code));
-    if (code == FXB_OK && ctx->has_err)
-        ctx->has_err = false; /* an error recorded but not returned is not the outcome */
+    if (code == FXB_OK && ctx->err) {
+        /* an error recorded but not returned is not the outcome */
+        if (ctx->err_malloced)
+            free(ctx->err);
+        ctx->err = NULL;
+        ctx->err_malloced = false;
+    }
     finish_with_response(ctx, code == FXB_OK ? resp : NULL);
 }
 
@@ -898,14 +922,20 @@ static bool authorize(fxb_ctx *ctx)
                      "authentication is not configured on this server");
         return false;
     }
-    if (srv->authenticate(srv->auth_state, ctx, m, &ctx->caller, &err) != FXB_OK) {
+    fxb_caller *caller = fxb_arena_calloc(&ctx->arena, 1, sizeof *caller);
+    if (caller == NULL) {
+        fxb_ctx_fail(ctx, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", "系统繁忙，请稍后重试",
+                     "out of memory");
+        return false;
+    }
+    if (srv->authenticate(srv->auth_state, ctx, m, caller, &err) != FXB_OK) {
         if (err.code == FXB_OK)
             fxb_err_set(&err, FXB_UNAUTHENTICATED, "UNAUTHENTICATED", "请先登录",
                         "authentication failed");
-        memset(&ctx->caller, 0, sizeof ctx->caller);
         fxb_ctx_fail_err(ctx, &err);
         return false;
     }
+    ctx->caller = caller;
     return true;
 }
 
@@ -916,13 +946,14 @@ static bool authorize_request(fxb_ctx *ctx, const ProtobufCMessage *req)
     const fxb_method *m = ctx->method->m;
     if (m->access.kind == FXB_ACCESS_PUBLIC || m->access.dept_field == NULL || req == NULL)
         return true;
-    if (ctx->caller.roles & FXB_ROLE_ADMIN)
+    const fxb_caller *caller = fxb_ctx_caller(ctx);
+    if (caller->roles & FXB_ROLE_ADMIN)
         return true;
     const ProtobufCFieldDescriptor *f =
         protobuf_c_message_descriptor_get_field_by_name(m->request, m->access.dept_field);
     const char *dept = f ? *(char *const *)((const char *)req + f->offset) : NULL;
-    if (!(ctx->caller.roles & FXB_ROLE_OFFICER) || dept == NULL || ctx->caller.dept[0] == '\0' ||
-        strcmp(dept, ctx->caller.dept) != 0) {
+    if (!(caller->roles & FXB_ROLE_OFFICER) || dept == NULL || caller->dept[0] == '\0' ||
+        strcmp(dept, caller->dept) != 0) {
         fxb_ctx_fail(ctx, FXB_PERMISSION_DENIED, "DEPARTMENT_MISMATCH", "无权办理其他部门的事项",
                      "the caller may act only for their own department");
         return false;

@@ -182,9 +182,11 @@ class ShutdownTest(t.TestCase):
     def test_grace_expiry_cancels_long_calls_and_exits_in_about_the_grace(self):
         D = t.diag_pb()
         with t.Server(extra_env={"FXB_SHUTDOWN_GRACE_MS": "1000"}) as srv:
-            slow = srv.echo().future(D.EchoRequest(text="slow", sleep_ms=10000), timeout=60)
+            # the stream first: a call can be queued on the worker that the
+            # blocking Echo holds, and would then wait for it
             ticks = srv.ticks()(D.TicksRequest(count=100, interval_ms=1000), timeout=60)
             self.assertEqual(next(ticks).seq, 1)
+            slow = srv.echo().future(D.EchoRequest(text="slow", sleep_ms=10000), timeout=60)
             time.sleep(0.3)  # the Echo is sleeping in its handler
             self.assertFalse(slow.done())
             t0 = time.monotonic()
