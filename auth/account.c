@@ -216,6 +216,33 @@ fxb_code fxb_account_grant_role(fxb_store *s, const fxb_crypto *c, const char *p
     return fxb_account_get(s, id, out, err);
 }
 
+fxb_code fxb_account_phone(fxb_store *s, const fxb_crypto *c, const char *id, fxb_arena *a,
+                           char phone[12], fxb_err *err)
+{
+    char key[128];
+    if (!account_key(key, sizeof key, id))
+        return not_found(err);
+    redisReply *r = fxb_store_command(s, err, "HGET %s phone_enc", key);
+    if (r == NULL)
+        return err->code;
+    fxb_code rc = FXB_OK;
+    uint8_t *pt = NULL;
+    size_t len = 0;
+    if (r->type != REDIS_REPLY_STRING)
+        rc = not_found(err);
+    else if (fxb_crypto_open(c, PHONE_LABEL, id, r->str, a, &pt, &len, err) != FXB_OK)
+        rc = err->code;
+    else if (len != FXB_PHONE_LEN)
+        rc = fxb_err_set(err, FXB_DATA_LOSS, "PHONE_CORRUPT", "系统错误",
+                         "the stored phone number is not one");
+    else
+        memcpy(phone, pt, FXB_PHONE_LEN + 1);
+    if (pt != NULL)
+        memset(pt, 0, len);
+    freeReplyObject(r);
+    return rc;
+}
+
 fxb_code fxb_account_password(fxb_store *s, const char *id, char *out, size_t cap, fxb_err *err)
 {
     char key[128];

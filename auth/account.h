@@ -44,6 +44,13 @@ fxb_code fxb_account_grant_role(fxb_store *s, const fxb_crypto *c, const char *p
                                 uint32_t roles, const char *dept, int64_t now_ms, fxb_account *out,
                                 fxb_err *err);
 
+/* The account's phone number, decrypted into phone (12 bytes with the NUL);
+ * the plaintext copy in the arena is wiped. FXB_NOT_FOUND reason
+ * ACCOUNT_NOT_FOUND, FXB_DATA_LOSS (the sealed value does not open or is not a
+ * phone number), or a store error. */
+fxb_code fxb_account_phone(fxb_store *s, const fxb_crypto *c, const char *id, fxb_arena *a,
+                           char phone[12], fxb_err *err);
+
 /* Reads an account by id: FXB_NOT_FOUND reason ACCOUNT_NOT_FOUND if absent. */
 fxb_code fxb_account_get(fxb_store *s, const char *id, fxb_account *out, fxb_err *err);
 

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/account.h"
 #include "auth/otp.h"
 #include "auth/phone.h"
 #include "auth/sms.h"
@@ -520,30 +521,11 @@ static const fxb_auth_deps *deps_or_fail(fxb_ctx *ctx)
 /* The caller's own number, decrypted, into phone. */
 static fxb_code own_phone(fxb_ctx *ctx, const fxb_auth_deps *d, char phone[FXB_PHONE_LEN + 1])
 {
-    const char *key = caller_key(ctx, "account");
-    if (key == NULL)
-        return FXB_INTERNAL;
-    const char *id = fxb_ctx_caller(ctx)->account_id;
     fxb_err err;
-    redisReply *r = fxb_store_command(fxb_ctx_store(ctx), &err, "HGET %s phone_enc", key);
-    if (r == NULL)
+    if (fxb_account_phone(fxb_ctx_store(ctx), d->crypto, fxb_ctx_caller(ctx)->account_id,
+                          fxb_ctx_arena(ctx), phone, &err) != FXB_OK)
         return fxb_ctx_fail_err(ctx, &err);
-    fxb_code rc = FXB_OK;
-    uint8_t *pt = NULL;
-    size_t len = 0;
-    if (r->type != REDIS_REPLY_STRING)
-        rc = fxb_ctx_fail(ctx, FXB_NOT_FOUND, "ACCOUNT_NOT_FOUND", "账号不存在", "no such account");
-    else if (fxb_crypto_open(d->crypto, LABEL_PHONE, id, r->str, fxb_ctx_arena(ctx), &pt, &len,
-                             &err) != FXB_OK)
-        rc = fxb_ctx_fail_err(ctx, &err);
-    else if (len != FXB_PHONE_LEN)
-        rc = fxb_ctx_fail(ctx, FXB_DATA_LOSS, "PHONE_CORRUPT", ZH_BUSY, "stored phone invalid");
-    else
-        memcpy(phone, pt, FXB_PHONE_LEN + 1);
-    if (pt != NULL)
-        memset(pt, 0, len);
-    freeReplyObject(r);
-    return rc;
+    return FXB_OK;
 }
 
 /* Refuses when the account already started FXB_A11Y_RELATIVE_STARTS_DAY

@@ -363,25 +363,10 @@ static fxb_code refresh(fxb_ctx *ctx, const ProtobufCMessage *req_msg, ProtobufC
 static fxb_code caller_phone(fxb_ctx *ctx, const char *account_id, char phone[FXB_PHONE_LEN + 1])
 {
     fxb_err err;
-    char key[128];
-    snprintf(key, sizeof key, "{u:%s}:account", account_id);
-    redisReply *r = fxb_store_command(fxb_ctx_store(ctx), &err, "HGET %s phone_enc", key);
-    if (r == NULL)
+    if (fxb_account_phone(fxb_ctx_store(ctx), deps.crypto, account_id, fxb_ctx_arena(ctx), phone,
+                          &err) != FXB_OK)
         return fxb_ctx_fail_err(ctx, &err);
-    fxb_code rc = FXB_OK;
-    uint8_t *pt = NULL;
-    size_t len = 0;
-    if (r->type != REDIS_REPLY_STRING)
-        rc = fxb_ctx_fail(ctx, FXB_NOT_FOUND, "ACCOUNT_NOT_FOUND", "账号不存在", "no such account");
-    else if (fxb_crypto_open(deps.crypto, "phone", account_id, r->str, fxb_ctx_arena(ctx), &pt,
-                             &len, &err) != FXB_OK)
-        rc = fxb_ctx_fail_err(ctx, &err);
-    else if (len != FXB_PHONE_LEN)
-        rc = fxb_ctx_fail(ctx, FXB_DATA_LOSS, "PHONE_CORRUPT", "系统错误", "stored phone invalid");
-    else
-        memcpy(phone, pt, FXB_PHONE_LEN + 1);
-    freeReplyObject(r);
-    return rc;
+    return FXB_OK;
 }
 
 static fxb_code step_up(fxb_ctx *ctx, const ProtobufCMessage *req_msg, ProtobufCMessage *resp_msg)
@@ -459,21 +444,32 @@ static fxb_code get_me(fxb_ctx *ctx, const ProtobufCMessage *req_msg, ProtobufCM
     return FXB_OK;
 }
 
+/* The caller's active sessions, in the call arena. */
+static fxb_code own_sessions(fxb_ctx *ctx, fxb_session_info **out, size_t *n)
+{
+    fxb_err err;
+    *out = fxb_arena_calloc(fxb_ctx_arena(ctx), FXB_SESSIONS_PER_ACCOUNT, sizeof **out);
+    *n = 0;
+    if (*out == NULL)
+        return fxb_ctx_fail(ctx, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", "系统繁忙，请稍后重试",
+                            "out of memory");
+    if (fxb_session_list(fxb_ctx_store(ctx), fxb_ctx_caller(ctx)->account_id, *out,
+                         FXB_SESSIONS_PER_ACCOUNT, n, &err) != FXB_OK)
+        return fxb_ctx_fail_err(ctx, &err);
+    return FXB_OK;
+}
+
 static fxb_code list_sessions(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
                               ProtobufCMessage *resp_msg)
 {
     Fxb__V1__ListSessionsResponse *resp = (Fxb__V1__ListSessionsResponse *)resp_msg;
     const fxb_caller *who = fxb_ctx_caller(ctx);
     fxb_arena *a = fxb_ctx_arena(ctx);
-    fxb_err err;
-    fxb_session_info *infos = fxb_arena_calloc(a, FXB_SESSIONS_PER_ACCOUNT, sizeof *infos);
+    fxb_session_info *infos;
     size_t n = 0;
-    if (infos == NULL)
-        return fxb_ctx_fail(ctx, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", "系统繁忙，请稍后重试",
-                            "out of memory");
-    if (fxb_session_list(fxb_ctx_store(ctx), who->account_id, infos, FXB_SESSIONS_PER_ACCOUNT, &n,
-                         &err) != FXB_OK)
-        return fxb_ctx_fail_err(ctx, &err);
+    fxb_code rc = own_sessions(ctx, &infos, &n);
+    if (rc != FXB_OK)
+        return rc;
     resp->sessions = fxb_arena_calloc(a, n ? n : 1, sizeof *resp->sessions);
     for (size_t i = 0; resp->sessions && i < n; i++) {
         Fxb__V1__Session *s = fxb_arena_alloc(a, sizeof *s);
@@ -530,16 +526,11 @@ static fxb_code sign_out_others(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
 {
     Fxb__V1__SignOutResponse *resp = (Fxb__V1__SignOutResponse *)resp_msg;
     const fxb_caller *who = fxb_ctx_caller(ctx);
-    fxb_session_info *infos =
-        fxb_arena_calloc(fxb_ctx_arena(ctx), FXB_SESSIONS_PER_ACCOUNT, sizeof *infos);
+    fxb_session_info *infos;
     size_t n = 0;
-    fxb_err err;
-    if (infos == NULL)
-        return fxb_ctx_fail(ctx, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", "系统繁忙，请稍后重试",
-                            "out of memory");
-    if (fxb_session_list(fxb_ctx_store(ctx), who->account_id, infos, FXB_SESSIONS_PER_ACCOUNT, &n,
-                         &err) != FXB_OK)
-        return fxb_ctx_fail_err(ctx, &err);
+    fxb_code rc = own_sessions(ctx, &infos, &n);
+    if (rc != FXB_OK)
+        return rc;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(infos[i].session_id, who->session_id) == 0)
             continue;

@@ -243,12 +243,13 @@ static const fxb_method methods[] = {
      .access = {.kind = FXB_ACCESS_PUBLIC},
      .limits = {.max_request_bytes = 64 * 1024}},
 #define PROBE(name, ...)                                                                           \
-    {.path = "/fxb.v1.DiagService/" name,                                                          \
-     .request = &fxb__v1__probe_request__descriptor,                                               \
-     .response = &fxb__v1__probe_response__descriptor,                                             \
-     .unary = probe,                                                                               \
-     .access = {.kind = FXB_ACCESS_SIGNED_IN, __VA_ARGS__},                                        \
-     .limits = {.max_request_bytes = 1024}}
+    {                                                                                              \
+        .path = "/fxb.v1.DiagService/" name, .request = &fxb__v1__probe_request__descriptor,       \
+        .response = &fxb__v1__probe_response__descriptor, .unary = probe,                          \
+        .access = {.kind = FXB_ACCESS_SIGNED_IN, __VA_ARGS__}, .limits = {                         \
+            .max_request_bytes = 1024                                                              \
+        }                                                                                          \
+    }
     PROBE("ProbeSignedIn", .min_level = 0),
     PROBE("ProbeRealName", .min_level = FXB_LEVEL_REAL_NAME),
     PROBE("ProbeRealPerson", .min_level = FXB_LEVEL_REAL_FACE),
