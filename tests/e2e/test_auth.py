@@ -447,6 +447,49 @@ class RefreshTest(AuthTestCase):
         self.refresh(other.refresh)
 
 
+    def rt_key(self, who):
+        import hashlib
+        return "{u:%s}:rt:%s" % (who.account_id,
+                                 hashlib.sha256(who.refresh.encode()).hexdigest())
+
+    def test_refresh_token_idles_out_after_30_days(self):
+        who = t.sign_in(self.srv)
+        now = time.time() * 1000
+        day = 24 * 3600 * 1000
+        self.assertAlmostEqual(who.resp.refresh_expires_at_ms, now + 30 * day, delta=60000)
+        # 30 days without use: the stored idle expiry has passed
+        t.redis_cmd(self.srv.redis_url, "HSET", self.rt_key(who), "idle_exp_ms", int(now) - 1)
+        self.assertCallFails(lambda: self.refresh(who.refresh), UNAUTH, "REFRESH_EXPIRED")
+
+    def test_refresh_never_goes_past_the_90_day_absolute_limit(self):
+        who = t.sign_in(self.srv)
+        now = int(time.time() * 1000)
+        # the session is 89 days and 23 h old: a refresh now may not run past day 90
+        abs_ms = now + 3600 * 1000
+        t.redis_cmd(self.srv.redis_url, "HSET", self.rt_key(who), "abs_exp_ms", abs_ms)
+        r = self.refresh(who.refresh)
+        self.assertEqual(r.refresh_expires_at_ms, abs_ms)
+        # and once day 90 has passed, no refresh works however recently used
+        newer = t.SignedIn(who.phone, who.device_id, r)
+        t.redis_cmd(self.srv.redis_url, "HSET", self.rt_key(newer), "abs_exp_ms", now - 1)
+        self.assertCallFails(lambda: self.refresh(newer.refresh), UNAUTH, "REFRESH_EXPIRED")
+
+    def test_timeout_multiplier_stretches_the_idle_window_up_to_the_absolute_limit(self):
+        who = t.sign_in(self.srv)
+        day = 24 * 3600 * 1000
+        # what AccessibilityService.UpdateSettings stores for a 300 % multiplier
+        t.redis_cmd(self.srv.redis_url, "HSET", "{u:%s}:a11y" % who.account_id,
+                    "timeout_pct", 300)
+        r = self.refresh(who.refresh)
+        self.assertAlmostEqual(r.refresh_expires_at_ms, time.time() * 1000 + 90 * day,
+                               delta=60000)
+        t.redis_cmd(self.srv.redis_url, "HSET", "{u:%s}:a11y" % who.account_id,
+                    "timeout_pct", 150)
+        r2 = self.refresh(r.refresh_token)
+        self.assertAlmostEqual(r2.refresh_expires_at_ms, time.time() * 1000 + 45 * day,
+                               delta=60000)
+
+
 # --- sessions --------------------------------------------------------------
 
 class SessionTest(AuthTestCase):
