@@ -12,6 +12,8 @@
  * checked here, and verified tokens are cached by their SHA-256. */
 #include "auth/token.h"
 
+#include "auth/jws.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -144,94 +146,8 @@ static bool time_valid(int64_t t)
     return t >= 0 && t <= FXB_TOKEN_TIME_MAX;
 }
 
-/* --- base64url (RFC 4648 §5, no padding) --------------------------------- */
-
-static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* Writes the encoding of n bytes plus a NUL into out, which must hold
- * (n + 2) / 3 * 4 + 1 bytes. Returns the length. */
-static size_t b64url_encode(const unsigned char *in, size_t n, char *out)
-{
-    size_t o = 0;
-    size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = B64URL[(v >> 18) & 63];
-        out[o++] = B64URL[(v >> 12) & 63];
-        out[o++] = B64URL[(v >> 6) & 63];
-        out[o++] = B64URL[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = B64URL[(v >> 18) & 63];
-        out[o++] = B64URL[(v >> 12) & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = B64URL[(v >> 18) & 63];
-        out[o++] = B64URL[(v >> 12) & 63];
-        out[o++] = B64URL[(v >> 6) & 63];
-    }
-    out[o] = '\0';
-    return o;
-}
-
-/* Decodes n characters into out (cap bytes). Only the canonical encoding is
- * accepted (no padding, unused low bits zero), so that one byte string has
- * exactly one token text. Returns the length or -1. */
-static long b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap)
-{
-    if (n % 4 == 1)
-        return -1;
-    size_t need = n / 4 * 3 + (n % 4 == 0 ? 0 : n % 4 - 1);
-    if (need > cap)
-        return -1;
-    size_t o = 0;
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        int a = b64url_value((unsigned char)in[i]);
-        int b = b64url_value((unsigned char)in[i + 1]);
-        int c = b64url_value((unsigned char)in[i + 2]);
-        int d = b64url_value((unsigned char)in[i + 3]);
-        if ((a | b | c | d) < 0)
-            return -1;
-        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
-        out[o++] = (unsigned char)(v >> 16);
-        out[o++] = (unsigned char)(v >> 8);
-        out[o++] = (unsigned char)v;
-    }
-    size_t rem = n - i;
-    if (rem >= 2) {
-        int a = b64url_value((unsigned char)in[i]);
-        int b = b64url_value((unsigned char)in[i + 1]);
-        int c = rem == 3 ? b64url_value((unsigned char)in[i + 2]) : 0;
-        if ((a | b | c) < 0)
-            return -1;
-        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6;
-        if (rem == 2 && (v & 0xFFFF) != 0)
-            return -1;
-        if (rem == 3 && (v & 0xFF) != 0)
-            return -1;
-        out[o++] = (unsigned char)(v >> 16);
-        if (rem == 3)
-            out[o++] = (unsigned char)(v >> 8);
-    }
-    return (long)o;
-}
+/* base64url and the ES256 primitives are in auth/jws (shared with the
+ * identity attestations). */
 
 /* --- claims: validation shared by signer and verifier -------------------- */
 
@@ -284,7 +200,7 @@ fxb_code fxb_token_new_id(char *out, fxb_err *err)
         return fxb_err_set(err, FXB_INTERNAL, "RANDOM_UNAVAILABLE", "服务器内部错误",
                            "no randomness");
     }
-    b64url_encode(rnd, sizeof(rnd), out);
+    fxb_b64url_encode(rnd, sizeof(rnd), out);
     return FXB_OK;
 }
 
@@ -333,32 +249,6 @@ fail:
     return NULL;
 }
 
-/* ECDSA P-256 over SHA-256 of msg; writes the JOSE form r || s. */
-static bool es256_sign(EVP_PKEY *pkey, const char *msg, size_t n, unsigned char sig[ES256_SIG_LEN])
-{
-    bool ok = false;
-    unsigned char der[80];
-    size_t der_len = sizeof(der);
-    ECDSA_SIG *es = NULL;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx == NULL || EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, pkey) != 1 ||
-        EVP_DigestSign(ctx, der, &der_len, (const unsigned char *)msg, n) != 1)
-        goto done;
-    const unsigned char *dp = der;
-    es = d2i_ECDSA_SIG(NULL, &dp, (long)der_len);
-    if (es == NULL)
-        goto done;
-    const BIGNUM *r = NULL;
-    const BIGNUM *s = NULL;
-    ECDSA_SIG_get0(es, &r, &s);
-    ok = BN_bn2binpad(r, sig, 32) == 32 && BN_bn2binpad(s, sig + 32, 32) == 32;
-done:
-    ECDSA_SIG_free(es);
-    EVP_MD_CTX_free(ctx);
-    ERR_clear_error();
-    return ok;
-}
-
 fxb_code fxb_token_sign(const fxb_keyring *ring, const fxb_token_params *p, char **out,
                         fxb_err *err)
 {
@@ -403,17 +293,17 @@ fxb_code fxb_token_sign(const fxb_keyring *ring, const fxb_token_params *p, char
     tok = malloc(cap);
     if (tok == NULL)
         goto done;
-    size_t n = b64url_encode((const unsigned char *)hs, hn, tok);
+    size_t n = fxb_b64url_encode((const unsigned char *)hs, hn, tok);
     tok[n++] = '.';
-    n += b64url_encode((const unsigned char *)ps, pn, tok + n);
+    n += fxb_b64url_encode((const unsigned char *)ps, pn, tok + n);
     unsigned char sig[ES256_SIG_LEN];
-    if (!es256_sign(fxb_key_pkey(key), tok, n, sig)) {
+    if (!fxb_jws_es256_sign(fxb_key_pkey(key), tok, n, sig)) {
         free(tok);
         tok = NULL;
         goto done;
     }
     tok[n++] = '.';
-    b64url_encode(sig, sizeof(sig), tok + n);
+    fxb_b64url_encode(sig, sizeof(sig), tok + n);
     rc = FXB_OK;
 done:
     free(hs);
@@ -483,38 +373,6 @@ static bool json_str_is(const json_t *j, const char *s, size_t n)
 {
     return json_is_string(j) && json_string_length(j) == n &&
            memcmp(json_string_value(j), s, n) == 0;
-}
-
-static bool es256_verify(const fxb_token_verifier *v, EVP_PKEY *pkey, const char *msg, size_t n,
-                         const unsigned char sig[ES256_SIG_LEN])
-{
-    bool ok = false;
-    unsigned char der[80];
-    unsigned char *dp = der;
-    BIGNUM *r = BN_bin2bn(sig, 32, NULL);
-    BIGNUM *s = BN_bin2bn(sig + 32, 32, NULL);
-    ECDSA_SIG *es = ECDSA_SIG_new();
-    EVP_MD_CTX *ctx = NULL;
-    if (r == NULL || s == NULL || es == NULL || ECDSA_SIG_set0(es, r, s) != 1) {
-        BN_free(r);
-        BN_free(s);
-        goto done;
-    }
-    /* es owns r and s now. */
-    if (i2d_ECDSA_SIG(es, NULL) > (int)sizeof(der))
-        goto done;
-    int der_len = i2d_ECDSA_SIG(es, &dp);
-    if (der_len <= 0)
-        goto done;
-    ctx = EVP_MD_CTX_new();
-    if (ctx == NULL || EVP_DigestVerifyInit(ctx, NULL, v->sha256, NULL, pkey) != 1)
-        goto done;
-    ok = EVP_DigestVerify(ctx, der, (size_t)der_len, (const unsigned char *)msg, n) == 1;
-done:
-    EVP_MD_CTX_free(ctx);
-    ECDSA_SIG_free(es);
-    ERR_clear_error();
-    return ok;
 }
 
 /* Reads a required integer time claim. */
@@ -667,7 +525,7 @@ static fxb_code verify(const fxb_token_verifier *v, const char *token, int64_t n
             if (dots == 2)
                 return reject(err, "TOKEN_MALFORMED", "token must have three parts");
             dot[dots++] = i;
-        } else if (b64url_value(ch) < 0) {
+        } else if (!fxb_b64url_char(ch)) {
             return reject(err, "TOKEN_MALFORMED", "token has characters outside base64url");
         }
     }
@@ -687,7 +545,7 @@ static fxb_code verify(const fxb_token_verifier *v, const char *token, int64_t n
     if (hn > HEADER_B64_MAX)
         return reject(err, "TOKEN_MALFORMED", "token header too long");
     unsigned char hbuf[HEADER_B64_MAX / 4 * 3 + 3];
-    long hlen = b64url_decode(hp, hn, hbuf, sizeof(hbuf));
+    long hlen = fxb_b64url_decode(hp, hn, hbuf, sizeof(hbuf));
     if (hlen <= 0)
         return reject(err, "TOKEN_MALFORMED", "token header is not base64url");
     json_t *header = json_loadb((const char *)hbuf, (size_t)hlen, JSON_REJECT_DUPLICATES, NULL);
@@ -717,16 +575,16 @@ static fxb_code verify(const fxb_token_verifier *v, const char *token, int64_t n
     if (sn != ES256_SIG_B64_LEN)
         return reject(err, "TOKEN_SIGNATURE_INVALID", "token signature invalid");
     unsigned char sig[ES256_SIG_LEN];
-    if (b64url_decode(sp, sn, sig, sizeof(sig)) != ES256_SIG_LEN)
+    if (fxb_b64url_decode(sp, sn, sig, sizeof(sig)) != ES256_SIG_LEN)
         return reject(err, "TOKEN_MALFORMED", "token signature is not base64url");
-    if (!es256_verify(v, fxb_key_pkey(key), token, dot[1], sig))
+    if (!fxb_jws_es256_verify(fxb_key_pkey(key), v->sha256, token, dot[1], sig))
         return reject(err, "TOKEN_SIGNATURE_INVALID", "token signature invalid");
 
     /* Payload: signed by us, but still parsed strictly. */
     unsigned char *pbuf = malloc(pn / 4 * 3 + 3);
     if (pbuf == NULL)
         return fxb_err_set(err, FXB_INTERNAL, "OUT_OF_MEMORY", "服务器内部错误", "out of memory");
-    long plen = b64url_decode(pp, pn, pbuf, pn / 4 * 3 + 3);
+    long plen = fxb_b64url_decode(pp, pn, pbuf, pn / 4 * 3 + 3);
     json_t *payload =
         plen > 0 ? json_loadb((const char *)pbuf, (size_t)plen, JSON_REJECT_DUPLICATES, NULL)
                  : NULL;
