@@ -8,8 +8,19 @@
 #   M=10            max concurrent streams per connection
 #   T=1             h2load threads (2-core machine: h2load 1, servers the rest)
 #   WORKERS=1       FXB_WORKERS of fxb-server and of the echo servers (same for all)
-#   ROUNDS=3        rounds; each target is measured once per round, the table
-#                   shows the median (target order rotates every round)
+#   ROUNDS=5        quiet rounds wanted; each target is measured once per
+#                   round, back to back, in an order that rotates; the table
+#                   shows medians, the verdict the median of the per-round
+#                   getinfo/echo ratios
+#   QUIET_MAX=0.10  a round is noisy when, during one of its measured runs,
+#                   processes other than h2load and the server under test
+#                   used more than this many cores; noisy rounds are left out
+#                   of the figures when >= 3 rounds are quiet
+#   SPEED_TOL=1     a round is noisy too when the machine's speed (a short
+#                   CPU probe before and after each measured run) varied by
+#                   more than this fraction within it. Off in effect by
+#                   default: the probe did not track the 2x state here
+#   EXTRA_ROUNDS=5  rounds that may be added to replace noisy ones
 #   WARMUP=N/10     requests of the warm-up run before every measured run (min 1000)
 #   TARGETS="echo echo-unreg getinfo health"   which rows to measure
 #   GOAL=0.90       the goal ratio getinfo / echo
@@ -30,7 +41,10 @@ C=${C:-50}
 M=${M:-10}
 T=${T:-1}
 WORKERS=${WORKERS:-1}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
+QUIET_MAX=${QUIET_MAX:-0.10}
+EXTRA_ROUNDS=${EXTRA_ROUNDS:-5}
+SPEED_TOL=${SPEED_TOL:-1}
 WARMUP=${WARMUP:-}
 TARGETS=${TARGETS:-"echo echo-unreg getinfo health"}
 GOAL=${GOAL:-0.90}
@@ -57,6 +71,9 @@ die() {
 for v in C M T WORKERS ROUNDS WARMUP RUN_TIMEOUT START_TIMEOUT; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
+[[ $EXTRA_ROUNDS =~ ^[0-9]+$ ]] || die "EXTRA_ROUNDS must be an integer (got '$EXTRA_ROUNDS')"
+[[ $QUIET_MAX =~ ^[0-9]*\.?[0-9]+$ ]] || die "QUIET_MAX must be a number like 0.10"
+[[ $SPEED_TOL =~ ^[0-9]*\.?[0-9]+$ ]] || die "SPEED_TOL must be a number like 0.15 (default 1: off)"
 ((C >= T)) || die "C ($C) must be >= T ($T)"
 ((N >= C && WARMUP >= C)) || die "N and WARMUP must be >= C ($C)"
 [[ $GOAL =~ ^[0-9]*\.?[0-9]+$ ]] || die "GOAL must be a number like 0.90"
@@ -77,6 +94,9 @@ done
 
 if [[ -x /usr/bin/python3 ]]; then PY=/usr/bin/python3; else PY=python3; fi
 command -v "$PY" >/dev/null || die "python3 is needed for the figures"
+[[ -r /proc/stat ]] || die "/proc/stat is needed for the CPU figures"
+CLK_TCK=$(getconf CLK_TCK) || die "getconf CLK_TCK failed"
+[[ $CLK_TCK =~ ^[1-9][0-9]*$ ]] || die "getconf CLK_TCK printed '$CLK_TCK'"
 STATS=$ROOT/bench/bench_stats.py
 
 # --- packages -------------------------------------------------------------
@@ -271,12 +291,49 @@ target_url() {
     esac
 }
 
-# h2load_run URL REQUESTS STDOUT_FILE [LOG_FILE]
+target_pid() { # target_pid TARGET: the pid of the server that answers it
+    case $1 in
+    echo) echo "${PID[echo]}" ;;
+    echo-unreg) echo "${PID[echo-unreg]}" ;;
+    getinfo | health) echo "${PID[fxb-server]}" ;;
+    esac
+}
+
+# cpu_snap FILE SERVER_PID : the CPU counters at this instant, for
+# bench_stats.py record --cpu. Builtins only (read, printf, times), so that
+# taking it forks nothing that would be counted in the window:
+#   - the wall clock ($EPOCHREALTIME);
+#   - the machine's total, the "cpu" line of /proc/stat (in CLK_TCK);
+#   - the server's own /proc/PID/stat (utime + stime: all its threads);
+#   - `times`: this shell's own CPU, then that of its reaped children. h2load
+#     (and the timeout around it) is the only child reaped inside the window,
+#     so the change of the second line is h2load's CPU.
+# It appends to FILE.
+cpu_snap() {
+    local cpu srv=
+    read -r cpu </proc/stat
+    read -r srv <"/proc/$2/stat" || true
+    {
+        printf 'time %s\n' "$EPOCHREALTIME"
+        printf '%s\n' "$cpu"
+        printf 'srv %s\n' "$srv"
+        times
+    } >>"$1"
+}
+
+# h2load_run URL REQUESTS STDOUT_FILE [LOG_FILE [SNAP_PREFIX SERVER_PID]]
+# With SNAP_PREFIX, CPU snapshots are taken right before h2load starts and
+# right after it ends: SNAP_PREFIX.cpu0 and SNAP_PREFIX.cpu1, each with the
+# machine's speed (bench_stats.py speed) measured just outside the window.
 h2load_run() {
-    local url=$1 n=$2 out=$3 logf=${4:-}
+    local url=$1 n=$2 out=$3 logf=${4:-} snap=${5:-} srv_pid=${6:-}
     local extra=()
     [[ -n $logf ]] && extra=(--log-file="$logf")
     local rc=0
+    if [[ -n $snap ]]; then
+        "$PY" "$STATS" speed >"$snap.cpu0" || die "bench_stats.py speed failed"
+        cpu_snap "$snap.cpu0" "$srv_pid"
+    fi
     # In the background + wait, so that a signal to this script is handled at
     # once (the trap stops h2load too) instead of after h2load ends.
     timeout "$RUN_TIMEOUT" h2load -n "$n" -c "$C" -m "$M" -t "$T" \
@@ -285,6 +342,11 @@ h2load_run() {
     H2_PID=$!
     wait "$H2_PID" || rc=$?
     H2_PID=
+    if [[ -n $snap ]]; then
+        : >"$snap.cpu1"
+        cpu_snap "$snap.cpu1" "$srv_pid"
+        "$PY" "$STATS" speed >>"$snap.cpu1" || die "bench_stats.py speed failed"
+    fi
     if ((rc == 124)); then
         die "h2load on $url did not finish within ${RUN_TIMEOUT}s"
     elif ((rc != 0)); then
@@ -303,39 +365,53 @@ RESULTS=$TMP/results.jsonl
     echo "fxb bench: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')," \
         "$(nproc) cores, $(h2load --version 2>/dev/null | head -n1)"
     echo "N=$N C=$C M=$M T=$T WORKERS=$WORKERS ROUNDS=$ROUNDS WARMUP=$WARMUP ECHO_POLLER=$ECHO_POLLER" \
-        "build=$BUILD_DIR (${build_type:-?})"
+        "QUIET_MAX=$QUIET_MAX SPEED_TOL=$SPEED_TOL build=$BUILD_DIR (${build_type:-?})"
 } | tee "$TMP/report.txt"
 
 n_targets=${#TARGET_LIST[@]}
-for ((r = 1; r <= ROUNDS; r++)); do
+quiet_rounds=0
+r=0
+while ((quiet_rounds < ROUNDS && r < ROUNDS + EXTRA_ROUNDS)); do
+    r=$((r + 1))
     for ((k = 0; k < n_targets; k++)); do
         t=${TARGET_LIST[$(((k + r - 1) % n_targets))]} # rotate the order per round
         url=$(target_url "$t")
+        srv_pid=$(target_pid "$t")
         h2load_run "$url" "$WARMUP" "$TMP/$t.$r.warmup.out"
+        run=$TMP/$t.$r
         case $t in
         getinfo | health)
             method=$GETINFO_PATH
             [[ $t == health ]] && method=$HEALTH_PATH
-            fetch_metrics "$TMP/$t.$r.before.prom"
-            h2load_run "$url" "$N" "$TMP/$t.$r.out" "$TMP/$t.$r.log"
+            fetch_metrics "$run.before.prom"
+            h2load_run "$url" "$N" "$run.out" "$run.log" "$run" "$srv_pid"
             sleep 0.3 # let the server record the last calls (after their final batch)
-            fetch_metrics "$TMP/$t.$r.after.prom"
-            "$PY" "$STATS" record "$RESULTS" "$t" "$r" "$TMP/$t.$r.out" "$TMP/$t.$r.log" \
-                "$TMP/$t.$r.before.prom" "$TMP/$t.$r.after.prom" "$method"
+            fetch_metrics "$run.after.prom"
+            "$PY" "$STATS" record "$RESULTS" "$t" "$r" "$run.out" "$run.log" \
+                --cpu "$CLK_TCK" "$run.cpu0" "$run.cpu1" \
+                "$run.before.prom" "$run.after.prom" "$method"
             ;;
         *)
-            h2load_run "$url" "$N" "$TMP/$t.$r.out" "$TMP/$t.$r.log"
-            "$PY" "$STATS" record "$RESULTS" "$t" "$r" "$TMP/$t.$r.out" "$TMP/$t.$r.log"
+            h2load_run "$url" "$N" "$run.out" "$run.log" "$run" "$srv_pid"
+            "$PY" "$STATS" record "$RESULTS" "$t" "$r" "$run.out" "$run.log" \
+                --cpu "$CLK_TCK" "$run.cpu0" "$run.cpu1"
             ;;
         esac
         # per-request logs are large (~30 B a request); the figures are recorded
-        [[ $KEEP_TMP == 1 ]] || rm -f "$TMP/$t.$r.log"
+        [[ $KEEP_TMP == 1 ]] || rm -f "$run.log"
     done
+    quiet_rc=0
+    "$PY" "$STATS" quiet "$RESULTS" "$r" "$QUIET_MAX" "$SPEED_TOL" || quiet_rc=$?
+    case $quiet_rc in
+    0) quiet_rounds=$((quiet_rounds + 1)) ;;
+    4) log "round $r: noisy (other processes above $QUIET_MAX cores, or speed changed by more than $SPEED_TOL)" ;;
+    *) die "bench_stats.py quiet failed (exit $quiet_rc)" ;;
+    esac
 done
 
 echo
 report_rc=0
-"$PY" "$STATS" report "$RESULTS" echo getinfo "$GOAL" >"$TMP/table.txt" || report_rc=$?
+"$PY" "$STATS" report "$RESULTS" echo getinfo "$GOAL" "$QUIET_MAX" "$ROUNDS" "$SPEED_TOL" >"$TMP/table.txt" || report_rc=$?
 ((report_rc == 0 || report_rc == 3)) || die "bench_stats.py report failed (exit $report_rc)"
 tee -a "$TMP/report.txt" <"$TMP/table.txt"
 [[ -n $OUT ]] && cp "$TMP/report.txt" "$OUT"
