@@ -26,6 +26,8 @@
 #include "services/auth/auth_service.h"
 #include "services/diag/diag.h"
 #include "services/health/health.h"
+#include "services/identity/devkey.h"
+#include "services/identity/identity.h"
 #include "services/reflection/reflection.h"
 #include "services/system/system.h"
 #include "store/migrate.h"
@@ -186,6 +188,56 @@ static fxb_code auth_parts_init(const fxb_config *cfg, auth_parts *p, fxb_err *e
     return FXB_OK;
 }
 
+/* Identity verification: the face-verification provider's pinned public
+ * keys from <FXB_DATA_DIR>/keys/ekyc (<kid>.pub.pem; the dev key of
+ * fxb-ekyc-sim only outside production, a production directory holding it
+ * refuses to start) and the population registry (the dev registry until
+ * the national service is plugged in). In development a missing key is
+ * generated; in production without keys the service runs but
+ * CompleteVerification answers UNAVAILABLE. */
+static fxb_code identity_parts_init(const fxb_config *cfg, const fxb_crypto *crypto,
+                                    fxb_attestation_verifier **out, fxb_err *err)
+{
+    *out = NULL;
+    bool dev = cfg->env == FXB_ENV_DEVELOPMENT;
+    fxb_attestation_verifier *v = fxb_attestation_verifier_new(dev, err);
+    if (v == NULL)
+        return err->code;
+    char dir[FXB_CONFIG_STR_MAX + 32];
+    snprintf(dir, sizeof dir, "%s/keys/ekyc", cfg->data_dir);
+    fxb_code rc = fxb_attestation_verifier_load_dir(v, dir, err);
+    if (rc == FXB_NOT_FOUND && dev) {
+        /* as for the token key: development makes what it lacks */
+        if (fxb_ekyc_dev_keygen(dir, err) != FXB_OK) {
+            fxb_attestation_verifier_free(v);
+            return err->code;
+        }
+        /* expected on every fresh development store: not a warning */
+        fxb_log(FXB_LOG_INFO,
+                "no eKYC provider key: generated the simulator's dev key pair "
+                "in %s (development)",
+                dir);
+        rc = fxb_attestation_verifier_load_dir(v, dir, err);
+    }
+    if (rc != FXB_OK) {
+        fxb_attestation_verifier_free(v);
+        if (err->code != FXB_NOT_FOUND)
+            return err->code;
+        fxb_log(FXB_LOG_WARN,
+                "no face-verification provider keys in %s: identity verification "
+                "unavailable",
+                dir);
+        v = NULL;
+    }
+    fxb_identity_deps deps = {.verifier = v,
+                              .crypto = crypto,
+                              .registry = fxb_registry_dev(crypto),
+                              .min_score = FXB_IDV_MIN_SCORE_DEFAULT};
+    fxb_identity_service_init(&deps);
+    *out = v;
+    return FXB_OK;
+}
+
 int main(int argc, char **argv)
 {
     fxb_config cfg;
@@ -237,6 +289,15 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    fxb_attestation_verifier *ekyc = NULL;
+    if (identity_parts_init(&cfg, auth.crypto, &ekyc, &err) != FXB_OK) {
+        fxb_log(FXB_LOG_ERROR, "identity verification setup failed: %s", err.message);
+        fprintf(stderr, "fxb-server: %s\n", err.message);
+        auth_parts_free(&auth);
+        fxb_store_free(monitor);
+        return 2;
+    }
+
     grpc_init();
     fxb_server *srv = fxb_server_new(&cfg, &err);
     if (srv)
@@ -244,7 +305,8 @@ int main(int argc, char **argv)
     /* diag last: it is left out when off */
     const fxb_service *services[] = {&fxb_system_service,        &fxb_health_service,
                                      &fxb_reflection_service,    &fxb_auth_service,
-                                     &fxb_accessibility_service, &fxb_diag_service};
+                                     &fxb_accessibility_service, &fxb_identity_service,
+                                     &fxb_diag_service};
     size_t n_services = sizeof services / sizeof services[0] - (cfg.diag ? 0 : 1);
     const char *paths[FXB_MAX_METHODS];
     size_t n_paths = 0;
@@ -299,6 +361,7 @@ int main(int argc, char **argv)
     fxb_reflection_shutdown();
     fxb_health_cleanup();
     auth_parts_free(&auth);
+    fxb_attestation_verifier_free(ekyc);
     fxb_store_free(monitor);
     grpc_shutdown();
     fxb_log(FXB_LOG_INFO, "stopped");
@@ -313,6 +376,7 @@ fail:
     fxb_reflection_shutdown();
     fxb_health_cleanup();
     auth_parts_free(&auth);
+    fxb_attestation_verifier_free(ekyc);
     fxb_store_free(monitor);
     grpc_shutdown();
     return 1;

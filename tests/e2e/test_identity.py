@@ -1,0 +1,396 @@
+"""fxb.v1.IdentityService end to end (regulation art. 9, 远程认证; PIPL art.
+28/51): a signed-in L1 account starts a challenge, the face-verification
+provider (the simulator fxb-ekyc-sim, with the dev key `fxb-admin keys init`
+makes in development) signs an attestation over its nonce, and
+CompleteVerification raises the account to L3 after checking, in order, the
+ID number, the challenge and attestation, the population registry (the dev
+registry imported by `fxb-admin registry import`) and one person one account.
+
+Every test uses fresh random ID numbers, names and phones: the shared Redis
+keeps bindings and daily counters between tests and runs."""
+import os
+import random
+import subprocess
+import tempfile
+import time
+
+import grpc
+
+import fxbtest as t
+
+SVC = "/fxb.v1.IdentityService/"
+EKYC_BIN = os.path.join(t.BUILD_DIR, "fxb-ekyc-sim")
+DAY_MS = 24 * 3600 * 1000
+SHANGHAI_MS = 8 * 3600 * 1000
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+PRECOND = grpc.StatusCode.FAILED_PRECONDITION
+DENIED = grpc.StatusCode.PERMISSION_DENIED
+EXISTS = grpc.StatusCode.ALREADY_EXISTS
+EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+_rng = random.SystemRandom()
+_NAME_CHARS = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾萧田董潘袁蔡蒋余于杜叶程魏苏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦傅方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤伟芳娜敏静秀丽强磊军洋勇艳杰娟涛明超霞平刚桂"
+
+
+def id_pb():
+    return t.pb("fxb/v1/identity")
+
+
+def check_char(d17):
+    w = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    return "10X98765432"[sum(int(c) * k for c, k in zip(d17, w)) % 11]
+
+
+def make_id(region="410702", birth=None):
+    """A valid 18-character ID number with a random birth date and sequence."""
+    birth = birth or "%04d%02d%02d" % (_rng.randrange(1940, 2005), _rng.randrange(1, 13),
+                                       _rng.randrange(1, 29))
+    d17 = region + birth + "%03d" % _rng.randrange(1000)
+    return d17 + check_char(d17)
+
+
+def make_name():
+    return "".join(_rng.choice(_NAME_CHARS) for _ in range(_rng.choice((2, 3))))
+
+
+def masked_id(idn):
+    return idn[:6] + "*" * 8 + idn[-4:]
+
+
+def masked_name(name):
+    return name[0] + "*" * (len(name) - 1)
+
+
+class IdentityTest(t.TestCase):
+    # every ID number and name a test sent, for the no-plaintext checks
+    seen_ids, seen_names = set(), set()
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.srv = t.Server(extra_env=t.AUTH_ENV).__enter__()
+        cls.data = cls.srv.env["FXB_DATA_DIR"]
+        cls.key = os.path.join(cls.data, "keys", "ekyc", "ekyc-dev.pem")
+        cls.pub = os.path.join(cls.data, "keys", "ekyc", "ekyc-dev.pub.pem")
+        cls.tmp = tempfile.mkdtemp(prefix="fxb-e2e-idv.")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.__exit__(None, None, None)
+
+    # --- helpers -------------------------------------------------------------
+    def call(self, method, req, who, resp_cls):
+        fn = self.srv.unary(SVC + method, type(req), resp_cls)
+        return fn(req, metadata=who.md(), timeout=20)
+
+    def start(self, who):
+        return self.call("StartVerification", id_pb().StartVerificationRequest(), who,
+                         id_pb().StartVerificationResponse)
+
+    def complete(self, who, cid, name, idn, att):
+        self.seen_ids.add(idn)
+        self.seen_names.add(name)
+        req = id_pb().CompleteVerificationRequest(challenge_id=cid, name=name, id_number=idn,
+                                                  attestation=att)
+        return self.call("CompleteVerification", req, who, id_pb().Identity)
+
+    def my_identity(self, who):
+        return self.call("GetMyIdentity", id_pb().GetMyIdentityRequest(), who, id_pb().Identity)
+
+    def attest(self, nonce, idn, *extra, key=None):
+        r = subprocess.run([EKYC_BIN, "attest", "--key", key or self.key, "--nonce", nonce,
+                            "--id", idn] + list(extra), capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.strip()
+
+    def register(self, *people):
+        """Imports (name, id, district) rows into the dev registry through
+        fxb-admin with the server's data directory."""
+        path = os.path.join(self.tmp, "registry-%d.csv" % _rng.randrange(10 ** 9))
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("# name,id_number,district\n")
+            for name, idn, district in people:
+                f.write("%s,%s,%s\n" % (name, idn, district))
+        r = t.run_admin(["registry", "import", path], redis_url=self.srv.redis_url,
+                        env={"FXB_DATA_DIR": self.data}, check=True)
+        self.assertIn("imported %d registry records, 0 bad lines" % len(people), r.stdout)
+        os.unlink(path)
+
+    def person(self, district="410702"):
+        """A fresh person in the registry: (name, id)."""
+        name, idn = make_name(), make_id(district)
+        self.register((name, idn, district))
+        return name, idn
+
+    def complete_fails(self, who, cid, name, idn, att, code, reason):
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.complete(who, cid, name, idn, att)
+        self.assertRpcError(cm.exception, code, reason)
+        return cm.exception
+
+    def verify(self, who, name, idn):
+        ch = self.start(who)
+        return self.complete(who, ch.challenge_id, name, idn, self.attest(ch.nonce, idn))
+
+    # --- the happy path ----------------------------------------------------------
+    def test_full_flow_raises_L1_to_L3_and_shows_only_masked_identity(self):
+        name, idn = self.person()
+        who = t.sign_in(self.srv)
+        before = self.my_identity(who)
+        self.assertEqual(before.assurance_level, 1)
+        self.assertFalse(before.verified)
+        self.assertEqual(before.masked_id_number, "")
+
+        t0 = int(time.time() * 1000)
+        ch = self.start(who)
+        self.assertEqual(len(ch.challenge_id), 32)
+        self.assertGreaterEqual(len(ch.nonce), 43)
+        self.assertEqual(len(ch.liveness_actions), 2)
+        self.assertEqual(len(set(ch.liveness_actions)), 2)
+        for a in ch.liveness_actions:
+            self.assertIn(a, ("blink", "turn_left", "turn_right", "nod", "open_mouth"))
+        self.assertAlmostEqual(ch.expires_at_ms - t0, 5 * 60 * 1000, delta=10000)
+
+        att = self.attest(ch.nonce, idn, "--actions", ",".join(ch.liveness_actions))
+        got = self.complete(who, ch.challenge_id, name, idn, att)
+        self.assertEqual(got.assurance_level, 3)
+        self.assertTrue(got.verified)
+        self.assertEqual(got.masked_id_number, masked_id(idn))
+        self.assertEqual(got.masked_name, masked_name(name))
+        self.assertEqual(got.household_district, "410702")
+        self.assertAlmostEqual(got.verified_at_ms, int(time.time() * 1000), delta=10000)
+        self.assertNotIn(idn, str(got))
+
+        # the next token carries acr 3
+        who.resp = t.auth_call(self.srv, "Refresh",
+                               t.auth_pb().RefreshRequest(refresh_token=who.refresh))
+        self.assertEqual(t.jwt_decode(who.access)[1]["acr"], 3)
+        self.assertEqual(who.resp.account.assurance_level, 3)
+
+        mine = self.my_identity(who)
+        self.assertEqual(mine.assurance_level, 3)
+        self.assertEqual(mine.masked_id_number, masked_id(idn))
+        self.assertEqual(mine.masked_name, masked_name(name))
+        self.assertEqual(mine.verified_at_ms, got.verified_at_ms)
+
+        # verified birth date for accessibility, in clear by design
+        birth = t.redis_cmd(self.srv.redis_url, "HGET", "{u:%s}:identity" % who.account_id,
+                            "birth_date")
+        self.assertEqual(birth, idn[6:14].encode())
+
+    def test_challenge_is_single_use_even_after_success(self):
+        name, idn = self.person()
+        who = t.sign_in(self.srv)
+        ch = self.start(who)
+        att = self.attest(ch.nonce, idn)
+        self.complete(who, ch.challenge_id, name, idn, att)
+        self.complete_fails(who, ch.challenge_id, name, idn, att, PRECOND, "CHALLENGE_USED")
+
+    def test_reverifying_the_same_identity_is_allowed(self):
+        name, idn = self.person()
+        who = t.sign_in(self.srv)
+        self.verify(who, name, idn)
+        again = self.verify(who, name, idn)
+        self.assertEqual(again.masked_id_number, masked_id(idn))
+
+    # --- 1. the ID number --------------------------------------------------------
+    def test_id_number_is_checked_first(self):
+        who = t.sign_in(self.srv)
+        good = make_id()
+        bad_check = good[:17] + ("0" if good[17] != "0" else "1")
+        d17 = "99" + good[2:17]
+        bad_region = d17 + check_char(d17)
+        d17 = good[:6] + "20991231" + good[14:17]
+        future = d17 + check_char(d17)
+        # neither challenge nor attestation is valid: the ID number answers first
+        for idn, reason in ((bad_check, "ID_NUMBER_CHECK"), (bad_region, "ID_NUMBER_REGION"),
+                            (future, "ID_NUMBER_BIRTH_DATE")):
+            with self.subTest(reason=reason):
+                err = self.complete_fails(who, "0" * 32, make_name(), idn, "x.y.z", INVALID,
+                                          reason)
+                self.assertNotIn(idn, err.details())
+
+    # --- 2. challenge and attestation --------------------------------------------
+    def test_challenge_unknown_other_session_and_expired(self):
+        name, idn = self.person()
+        who = t.sign_in(self.srv)
+        ch = self.start(who)
+        att = self.attest(ch.nonce, idn)
+        self.complete_fails(who, "%032x" % _rng.getrandbits(128), name, idn, att, PRECOND,
+                            "CHALLENGE_UNKNOWN")
+        # the same account on another device: another session
+        other = t.sign_in(self.srv, who.phone)
+        self.assertNotEqual(other.sid, who.sid)
+        self.complete_fails(other, ch.challenge_id, name, idn, att, PRECOND, "CHALLENGE_UNKNOWN")
+        # another account cannot use it either
+        stranger = t.sign_in(self.srv)
+        self.complete_fails(stranger, ch.challenge_id, name, idn, att, PRECOND,
+                            "CHALLENGE_UNKNOWN")
+        # expiry: move exp into the past
+        ch2 = self.start(who)
+        t.redis_cmd(self.srv.redis_url, "HSET",
+                    "{u:%s}:idv:challenge:%s" % (who.account_id, ch2.challenge_id), "exp",
+                    int(time.time() * 1000) - 1)
+        self.complete_fails(who, ch2.challenge_id, name, idn, self.attest(ch2.nonce, idn),
+                            PRECOND, "CHALLENGE_EXPIRED")
+
+    def test_hostile_attestations_are_refused(self):
+        other_dir = os.path.join(self.tmp, "other-key")
+        r = subprocess.run([EKYC_BIN, "keygen", other_dir], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wrong_key = os.path.join(other_dir, "ekyc-dev.pem")
+        cases = [
+            ("wrong key", lambda n, i: self.attest(n, i, key=wrong_key),
+             "ATTESTATION_SIGNATURE_INVALID"),
+            ("alg none", lambda n, i: self.attest(n, i, "--alg", "none"),
+             "ATTESTATION_ALG_NOT_ALLOWED"),
+            ("HS256 keyed with the public key",
+             lambda n, i: self.attest(n, i, "--alg", "HS256", "--hmac-key-file", self.pub),
+             "ATTESTATION_ALG_NOT_ALLOWED"),
+            ("low score", lambda n, i: self.attest(n, i, "--score", "84.9"),
+             "ATTESTATION_SCORE_TOO_LOW"),
+            ("mismatched ID hash", lambda n, i: self.attest(n, make_id()),
+             "ATTESTATION_ID_MISMATCH"),
+            ("liveness failed", lambda n, i: self.attest(n, i, "--liveness", "fail"),
+             "ATTESTATION_LIVENESS_FAILED"),
+            ("stale", lambda n, i: self.attest(n, i, "--iat", str(int(time.time()) - 400),
+                                               "--exp", str(int(time.time()) + 600)),
+             "ATTESTATION_STALE"),
+            ("another challenge's nonce", lambda n, i: self.attest("A" * 43, i),
+             "ATTESTATION_NONCE_MISMATCH"),
+        ]
+        for what, make, reason in cases:
+            with self.subTest(what):
+                who = t.sign_in(self.srv)
+                name, idn = self.person()
+                ch = self.start(who)
+                self.complete_fails(who, ch.challenge_id, name, idn, make(ch.nonce, idn),
+                                    DENIED, reason)
+                # a failed attestation burns the challenge: replaying it with a
+                # good attestation does not help
+                self.complete_fails(who, ch.challenge_id, name, idn, self.attest(ch.nonce, idn),
+                                    PRECOND, "CHALLENGE_USED")
+                self.assertEqual(self.my_identity(who).assurance_level, 1)
+
+    def test_score_at_the_threshold_passes(self):
+        name, idn = self.person()
+        who = t.sign_in(self.srv)
+        ch = self.start(who)
+        got = self.complete(who, ch.challenge_id, name, idn,
+                            self.attest(ch.nonce, idn, "--score", "85"))
+        self.assertEqual(got.assurance_level, 3)
+
+    # --- 3. the population registry ----------------------------------------------
+    def test_registry_mismatch(self):
+        name, idn = self.person()
+        who = t.sign_in(self.srv)
+        wrong = name + "伟" if len(name) < 4 else name[:-1]
+        ch = self.start(who)
+        self.complete_fails(who, ch.challenge_id, wrong, idn, self.attest(ch.nonce, idn), PRECOND,
+                            "REGISTRY_MISMATCH")
+        unknown = make_id()
+        ch = self.start(who)
+        self.complete_fails(who, ch.challenge_id, name, unknown, self.attest(ch.nonce, unknown),
+                            PRECOND, "REGISTRY_MISMATCH")
+        self.assertEqual(self.my_identity(who).assurance_level, 1)
+
+    def test_registry_import_reports_bad_lines_by_number_only(self):
+        good = make_id()
+        path = os.path.join(self.tmp, "bad.ndjson")
+        bad_id = good[:17] + ("0" if good[17] != "0" else "1")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write('{"name": "测试", "id_number": "%s", "district": "410702"}\n' % good)
+            f.write("测试,%s,410702\n" % bad_id)
+            f.write("only,two\n")
+        r = t.run_admin(["registry", "import", path], redis_url=self.srv.redis_url,
+                        env={"FXB_DATA_DIR": self.data})
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("imported 1 registry records, 2 bad lines", r.stdout)
+        self.assertIn("line 2: ID_NUMBER_CHECK", r.stderr)
+        self.assertIn("line 3:", r.stderr)
+        self.assertNotIn(bad_id, r.stderr + r.stdout)
+        self.assertNotIn(good, r.stderr + r.stdout)
+        self.seen_ids.update((good, bad_id))
+
+    # --- 4. one person, one account ----------------------------------------------
+    def test_id_number_bound_to_another_account(self):
+        name, idn = self.person()
+        first = t.sign_in(self.srv)
+        self.verify(first, name, idn)
+        second = t.sign_in(self.srv)
+        ch = self.start(second)
+        err = self.complete_fails(second, ch.challenge_id, name, idn, self.attest(ch.nonce, idn),
+                                  EXISTS, "ID_ALREADY_BOUND")
+        self.assertIn("sign in with the account that holds it", err.details())
+        self.assertIn("service hall", err.details())
+        _, loc = t.decode_status_details(err)
+        self.assertIn("大厅", loc.message)
+        self.assertEqual(self.my_identity(second).assurance_level, 1)
+
+    # --- attempt limits -------------------------------------------------------------
+    def assert_exhausted(self, err):
+        self.assertRpcError(err, EXHAUSTED, "VERIFICATION_ATTEMPTS_EXHAUSTED")
+        info = t.retry_info(err)
+        self.assertIsNotNone(info, "no RetryInfo")
+        now = int(time.time() * 1000)
+        to_midnight = ((now + SHANGHAI_MS) // DAY_MS + 1) * DAY_MS - SHANGHAI_MS - now
+        retry_ms = info.retry_delay.seconds * 1000 + info.retry_delay.nanos // 10 ** 6
+        self.assertAlmostEqual(retry_ms, to_midnight, delta=15000)
+
+    def test_five_failures_per_account_per_day(self):
+        who = t.sign_in(self.srv)
+        for _ in range(5):
+            idn = make_id()
+            bad = idn[:17] + ("0" if idn[17] != "0" else "1")
+            self.complete_fails(who, "0" * 32, make_name(), bad, "x", INVALID, "ID_NUMBER_CHECK")
+        # now even a perfect attempt is refused until midnight (China Standard Time)
+        name, idn = self.person()
+        ch = self.start(who)
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.complete(who, ch.challenge_id, name, idn, self.attest(ch.nonce, idn))
+        self.assert_exhausted(cm.exception)
+
+    def test_five_failures_per_id_number_per_day(self):
+        name, idn = self.person()
+        for _ in range(5):
+            who = t.sign_in(self.srv)
+            ch = self.start(who)
+            self.complete_fails(who, ch.challenge_id, name, idn,
+                                self.attest(ch.nonce, idn, "--score", "10"), DENIED,
+                                "ATTESTATION_SCORE_TOO_LOW")
+        who = t.sign_in(self.srv)
+        ch = self.start(who)
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.complete(who, ch.challenge_id, name, idn, self.attest(ch.nonce, idn))
+        self.assert_exhausted(cm.exception)
+        # another person on the same accounts' server is unaffected
+        name2, idn2 = self.person()
+        self.assertEqual(self.verify(t.sign_in(self.srv), name2, idn2).assurance_level, 3)
+
+    # --- personal data ------------------------------------------------------------
+    def test_no_plaintext_id_number_or_name_in_redis_or_log(self):
+        # a full flow of its own, so this holds even when run alone
+        name, idn = self.person()
+        who = t.sign_in(self.srv)
+        self.verify(who, name, idn)
+        self.assertEqual(self.my_identity(who).masked_id_number, masked_id(idn))
+        ids, names = set(self.seen_ids), set(self.seen_names)
+        self.assertIn(idn, ids)
+        needles = [i.encode() for i in ids] + [i.lower().encode() for i in ids] + \
+                  [n.encode("utf-8") for n in names]
+        dump = t.redis_dump(self.srv.redis_url)
+        self.assertTrue(any(k.startswith(b"fxb:idnum:") for k, _ in dump))
+        self.assertTrue(any(k.startswith(b"fxb:registry:dev:") for k, _ in dump))
+        for key, values in dump:
+            for blob in [key] + values:
+                for needle in needles:
+                    self.assertNotIn(needle, blob, "plaintext personal data under %r" % key)
+        log = self.srv.log().encode("utf-8", "replace")
+        for needle in needles:
+            self.assertNotIn(needle, log, "plaintext personal data in the server log")
+
+
+if __name__ == "__main__":
+    t.main()
