@@ -177,7 +177,7 @@ struct fxb_ctx {
 };
 
 static void ctx_step(fxb_ctx *ctx);
-static void arm_request(fxb_worker *w, const rt_method *method);
+static void arm_request(fxb_worker *w, const rt_method *method, rt_request *reuse);
 
 /* --- clocks ------------------------------------------------------------- */
 
@@ -424,6 +424,33 @@ static grpc_byte_buffer *pack_message(const ProtobufCMessage *msg, size_t *len)
     grpc_slice_unref(slice);
     *len = n;
     return bb;
+}
+
+/* Unpacks a received message into arena a; NULL when it is not a valid
+ * message of desc. A message in one uncompressed slice (the usual case) is
+ * read in place, without the copy readall makes. */
+static ProtobufCMessage *unpack_bb(const ProtobufCMessageDescriptor *desc, fxb_arena *a,
+                                   grpc_byte_buffer *bb)
+{
+    if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+        bb->data.raw.slice_buffer.count <= 1) {
+        const grpc_slice_buffer *sb = &bb->data.raw.slice_buffer;
+        if (sb->count == 0)
+            return protobuf_c_message_unpack(desc, fxb_arena_allocator(a), 0, (const uint8_t *)"");
+        return protobuf_c_message_unpack(desc, fxb_arena_allocator(a),
+                                         GRPC_SLICE_LENGTH(sb->slices[0]),
+                                         GRPC_SLICE_START_PTR(sb->slices[0]));
+    }
+    ProtobufCMessage *msg = NULL;
+    grpc_byte_buffer_reader rd;
+    if (grpc_byte_buffer_reader_init(&rd, bb)) {
+        grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
+        grpc_byte_buffer_reader_destroy(&rd);
+        msg = protobuf_c_message_unpack(desc, fxb_arena_allocator(a), GRPC_SLICE_LENGTH(s),
+                                        GRPC_SLICE_START_PTR(s));
+        grpc_slice_unref(s);
+    }
+    return msg;
 }
 
 static bool queue_full(const fxb_ctx *ctx)
@@ -723,15 +750,7 @@ static void on_recv_done(rt_tag *tag, bool ok)
                      "more than %u messages on one stream", (unsigned)m->limits.max_messages);
         ctx->flags |= F_FINISH;
     } else {
-        grpc_byte_buffer_reader rd;
-        ProtobufCMessage *msg = NULL;
-        if (grpc_byte_buffer_reader_init(&rd, bb)) {
-            grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
-            grpc_byte_buffer_reader_destroy(&rd);
-            msg = protobuf_c_message_unpack(m->request, fxb_arena_allocator(&ctx->scratch),
-                                            GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-            grpc_slice_unref(s);
-        }
+        ProtobufCMessage *msg = unpack_bb(m->request, &ctx->scratch, bb);
         if (msg == NULL) {
             fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, "MALFORMED_REQUEST", "请求格式有误",
                          "message is not a valid %s", m->request->name);
@@ -883,15 +902,7 @@ static ProtobufCMessage *unpack_initial(fxb_ctx *ctx, grpc_byte_buffer *payload)
                      "message of %zu bytes exceeds the limit of %zu bytes", len, limit);
         return NULL;
     }
-    ProtobufCMessage *msg = NULL;
-    grpc_byte_buffer_reader rd;
-    if (grpc_byte_buffer_reader_init(&rd, payload)) {
-        grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
-        grpc_byte_buffer_reader_destroy(&rd);
-        msg = protobuf_c_message_unpack(m->request, fxb_arena_allocator(&ctx->arena),
-                                        GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-        grpc_slice_unref(s);
-    }
+    ProtobufCMessage *msg = unpack_bb(m->request, &ctx->arena, payload);
     if (msg == NULL)
         fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, "MALFORMED_REQUEST", "请求格式有误",
                      "request is not a valid %s", m->request->name);
@@ -1044,9 +1055,6 @@ static void on_request(rt_tag *tag, bool ok)
         atomic_fetch_sub(&srv->outstanding, 1);
         return;
     }
-    if (!atomic_load(&srv->stopping))
-        arm_request(w, req->method);
-
     fxb_ctx *ctx = ctx_new(req);
     if (ctx == NULL) {
         grpc_call_cancel_with_status(req->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory",
@@ -1057,8 +1065,11 @@ static void on_request(rt_tag *tag, bool ok)
             grpc_byte_buffer_destroy(req->payload);
         if (req->method == NULL)
             grpc_call_details_destroy(&req->details);
-        free(req);
         atomic_fetch_sub(&srv->outstanding, 1);
+        if (atomic_load(&srv->stopping))
+            free(req);
+        else
+            arm_request(w, req->method, req);
         return;
     }
     if (req->method == NULL) {
@@ -1073,15 +1084,24 @@ static void on_request(rt_tag *tag, bool ok)
         grpc_call_details_destroy(&req->details);
     }
     grpc_byte_buffer *payload = req->payload;
-    free(req);
+    /* the struct is free again (ctx took the metadata): arm the next call
+     * with it before running this one */
+    if (atomic_load(&srv->stopping))
+        free(req);
+    else
+        arm_request(w, req->method, req);
     start_call(ctx, payload);
     if (payload)
         grpc_byte_buffer_destroy(payload);
 }
 
-static void arm_request(fxb_worker *w, const rt_method *method)
+static void arm_request(fxb_worker *w, const rt_method *method, rt_request *reuse)
 {
-    rt_request *req = calloc(1, sizeof *req);
+    rt_request *req = reuse;
+    if (req)
+        memset(req, 0, sizeof *req);
+    else
+        req = calloc(1, sizeof *req);
     if (req == NULL) {
         fxb_log(FXB_LOG_ERROR, "out of memory arming a call request");
         return;
@@ -1235,6 +1255,8 @@ static rt_timer timer_pop(fxb_worker *w)
 
 static void run_timers(fxb_worker *w)
 {
+    if (w->n_timers == 0)
+        return;
     int64_t now = (int64_t)fxb_now_us();
     while (w->n_timers > 0 && w->timers[0].due_us <= now) {
         rt_timer t = timer_pop(w);
@@ -1452,8 +1474,8 @@ fxb_code fxb_server_start(fxb_server *s, fxb_err *err)
         fxb_worker *w = &s->workers[i];
         for (size_t j = 0; j < s->n_methods; j++)
             for (int k = 0; k < FXB_REQUESTS_PER_METHOD; k++)
-                arm_request(w, &s->methods[j]);
-        arm_request(w, NULL);
+                arm_request(w, &s->methods[j], NULL);
+        arm_request(w, NULL, NULL);
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
             return start_fail(err, "cannot start worker thread", "");
         w->thread_started = true;
