@@ -355,21 +355,15 @@ int main(int argc, char **argv)
 
     fxb_health_shutdown();
     fxb_server_shutdown(srv, cfg.grace_ms);
-    fxb_server_free(srv);
-    fxb_metrics_stop();
-    fxb_metrics_shutdown();
-    fxb_reflection_shutdown();
-    fxb_health_cleanup();
-    auth_parts_free(&auth);
-    fxb_attestation_verifier_free(ekyc);
-    fxb_store_free(monitor);
-    grpc_shutdown();
-    fxb_log(FXB_LOG_INFO, "stopped");
-    return 0;
+    rc = 0;
+    goto teardown;
 
 fail:
     fxb_log(FXB_LOG_ERROR, "start-up failed: %s", err.message);
     fprintf(stderr, "fxb-server: %s\n", err.message);
+    rc = 1;
+teardown:
+    /* one order for both exits: server first, then what its calls used */
     fxb_server_free(srv);
     fxb_metrics_stop();
     fxb_metrics_shutdown();
@@ -379,5 +373,7 @@ fail:
     fxb_attestation_verifier_free(ekyc);
     fxb_store_free(monitor);
     grpc_shutdown();
-    return 1;
+    if (rc == 0)
+        fxb_log(FXB_LOG_INFO, "stopped");
+    return rc;
 }
