@@ -12,7 +12,6 @@ import hmac
 import os
 import random
 import re
-import socket
 import time
 
 import grpc
@@ -48,62 +47,26 @@ def masked(phone):
     return phone[:3] + "****" + phone[-4:]
 
 
-# --- a minimal RESP client (the dev SMS stream holds UTF-8 text; redis-cli's
-# flattened output is not worth parsing) ---------------------------------------
+# --- Redis, through the harness's RESP client, with replies as text ---------
+
+def _text(v):
+    if isinstance(v, bytes):
+        return v.decode("utf-8")
+    if isinstance(v, list):
+        return [_text(x) for x in v]
+    return v
+
 
 class Resp:
     def __init__(self, url):
-        host, port, db = t.parse_redis_url(url)
-        self.sock = socket.create_connection((host, port), timeout=10)
-        self.buf = b""
-        if db:
-            self.call("SELECT", str(db))
+        self.url = url
 
     def close(self):
-        self.sock.close()
+        pass
 
     def call(self, *args):
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        self.sock.sendall(out)
-        return self._read()
-
-    def _line(self):
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("redis closed the connection")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def _exact(self, n):
-        while len(self.buf) < n + 2:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("redis closed the connection")
-            self.buf += chunk
-        data, self.buf = self.buf[:n], self.buf[n + 2:]
-        return data
-
-    def _read(self):
-        line = self._line()
-        kind, rest = line[:1], line[1:]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise AssertionError("redis error: %s" % rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            return None if n < 0 else self._exact(n).decode("utf-8")
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._read() for _ in range(n)]
-        raise AssertionError("unexpected RESP reply %r" % line)
+        return _text(t.redis_cmd(self.url, *[a if isinstance(a, bytes) else str(a)
+                                              for a in args]))
 
 
 class AccessibilityTest(t.TestCase):
