@@ -56,6 +56,13 @@ static fxb_script raise_script =
                "if tonumber(ARGV[1]) > cur then redis.call('HSET', KEYS[1], 'level', ARGV[1]) end\n"
                "return 1\n");
 
+static fxb_script set_level_script =
+    FXB_SCRIPT("account_set_level",
+               "if redis.call('EXISTS', KEYS[1]) == 0 then\n"
+               "  return redis.error_reply('FXB 5 ACCOUNT_NOT_FOUND no such account') end\n"
+               "redis.call('HSET', KEYS[1], 'level', ARGV[1])\n"
+               "return 1\n");
+
 static bool account_key(char *out, size_t cap, const char *id)
 {
     if (!fxb_key_id_valid(id))
@@ -282,6 +289,21 @@ fxb_code fxb_account_raise_level(fxb_store *s, const char *id, int level, fxb_er
     const char *keys[] = {key};
     const char *args[] = {lv};
     redisReply *r = fxb_store_eval(s, err, &raise_script, 1, keys, 1, args, NULL);
+    if (r == NULL)
+        return err->code;
+    freeReplyObject(r);
+    return FXB_OK;
+}
+
+fxb_code fxb_account_set_level(fxb_store *s, const char *id, int level, fxb_err *err)
+{
+    char key[128], lv[8];
+    if (!account_key(key, sizeof key, id) || level < FXB_LEVEL_PHONE || level > FXB_LEVEL_REAL_FACE)
+        return not_found(err);
+    snprintf(lv, sizeof lv, "%d", level);
+    const char *keys[] = {key};
+    const char *args[] = {lv};
+    redisReply *r = fxb_store_eval(s, err, &set_level_script, 1, keys, 1, args, NULL);
     if (r == NULL)
         return err->code;
     freeReplyObject(r);

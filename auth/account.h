@@ -64,4 +64,9 @@ fxb_code fxb_account_set_password(fxb_store *s, const char *id, const char *enco
 /* Raises (never lowers) the assurance level; the identity issue calls it. */
 fxb_code fxb_account_raise_level(fxb_store *s, const char *id, int level, fxb_err *err);
 
+/* Sets the assurance level, up or down (identity unbinding lowers it to
+ * FXB_LEVEL_PHONE). FXB_NOT_FOUND reason ACCOUNT_NOT_FOUND for an unknown
+ * account or a level outside FXB_LEVEL_*, or a store error. */
+fxb_code fxb_account_set_level(fxb_store *s, const char *id, int level, fxb_err *err);
+
 #endif

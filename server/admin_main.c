@@ -12,6 +12,7 @@
 #include "auth/phone.h"
 #include "auth/secret.h"
 #include "server/handler.h"
+#include "services/enterprise/registry.h"
 #include "services/identity/identity.h"
 #include "services/identity/registry.h"
 #include "store/crypto.h"
@@ -35,6 +36,9 @@ static void usage(FILE *out)
                  "  registry import FILE\n"
                  "                     import the dev population registry (development only):\n"
                  "                     lines `name,id_number,district` or NDJSON objects\n"
+                 "  enterprise-registry import FILE\n"
+                 "                     import the dev enterprise registry (development only):\n"
+                 "                     lines `credit_code,name,legal_rep_id_number` or NDJSON\n"
                  "  version            print the version\n\n");
     fxb_config_print_help(out);
 }
@@ -94,6 +98,47 @@ static int cmd_registry(const fxb_config *cfg, const fxb_store_options *so, int 
     if (st != NULL && fxb_registry_dev_import(st, c, in, fxb_idv_today(fxb_wall_ms()), stderr,
                                               &imported, &bad, &err) == FXB_OK) {
         printf("imported %zu registry records, %zu bad lines\n", imported, bad);
+        rc = bad == 0 ? 0 : 1;
+    } else {
+        fprintf(stderr, "fxb-admin: %s\n", err.message);
+    }
+    fxb_store_free(st);
+    fxb_crypto_free(c);
+    if (in != stdin)
+        fclose(in);
+    return rc;
+}
+
+/* enterprise-registry import FILE ("-" = stdin): the dev enterprise
+ * registry. */
+static int cmd_enterprise_registry(const fxb_config *cfg, const fxb_store_options *so, int argc,
+                                   char **argv, int i)
+{
+    if (i + 2 != argc || strcmp(argv[i], "import") != 0) {
+        fprintf(stderr, "fxb-admin: enterprise-registry import FILE\n");
+        return 2;
+    }
+    if (cfg->env == FXB_ENV_PRODUCTION) {
+        fprintf(stderr, "fxb-admin: enterprise-registry import refused: FXB_ENV is production\n"
+                        "(the enterprise registry is the market regulation service there)\n");
+        return 2;
+    }
+    const char *path = argv[i + 1];
+    FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (in == NULL) {
+        fprintf(stderr, "fxb-admin: cannot open %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    fxb_err err;
+    char ddir[FXB_CONFIG_STR_MAX + 32];
+    snprintf(ddir, sizeof ddir, "%s/%s", cfg->data_dir, FXB_CRYPTO_KEY_SUBDIR);
+    fxb_crypto *c = fxb_crypto_load(ddir, false, &err);
+    fxb_store *st = c ? fxb_store_new(so, &err) : NULL;
+    int rc = 1;
+    size_t imported = 0, bad = 0;
+    if (st != NULL && fxb_entreg_dev_import(st, c, in, fxb_idv_today(fxb_wall_ms()), stderr,
+                                            &imported, &bad, &err) == FXB_OK) {
+        printf("imported %zu enterprise registry records, %zu bad lines\n", imported, bad);
         rc = bad == 0 ? 0 : 1;
     } else {
         fprintf(stderr, "fxb-admin: %s\n", err.message);
@@ -285,6 +330,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "registry") == 0)
         return cmd_registry(&cfg, &so, argc, argv, i);
+    if (strcmp(cmd, "enterprise-registry") == 0)
+        return cmd_enterprise_registry(&cfg, &so, argc, argv, i);
     if (strcmp(cmd, "staff") == 0)
         return cmd_staff(&cfg, &so, argc, argv, i);
     if (strcmp(cmd, "demo-load") == 0) {

@@ -85,6 +85,8 @@ static const setting settings[] = {
      "one-time codes per phone number per day"},
     {"FXB_OTP_DAILY_IP", K_INT, FIELD(otp_daily_ip), 1, 100000,
      "one-time codes per client address per day"},
+    {"FXB_EKYC_MIN_SCORE", K_INT, FIELD(ekyc_min_score), 0, 100,
+     "face-match score (0..100) an identity verification attestation must reach"},
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -417,6 +419,7 @@ void fxb_config_defaults(fxb_config *cfg)
     strcpy(cfg->sms, "auto");
     cfg->otp_daily_phone = 10;
     cfg->otp_daily_ip = 50;
+    cfg->ekyc_min_score = 85;
 }
 
 static bool is_space(char c)

@@ -55,6 +55,7 @@ struct fxb_config {
     char sms[FXB_CONFIG_STR_MAX];          /* FXB_SMS auto|dev|none; dev refused in production */
     int otp_daily_phone;                   /* FXB_OTP_DAILY_PHONE, default 10 */
     int otp_daily_ip;                      /* FXB_OTP_DAILY_IP, default 50 */
+    int ekyc_min_score;                    /* FXB_EKYC_MIN_SCORE 0..100, default 85 */
 };
 
 /* Fills cfg with the defaults. */

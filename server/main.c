@@ -25,6 +25,7 @@
 #include "services/accessibility/accessibility.h"
 #include "services/auth/auth_service.h"
 #include "services/diag/diag.h"
+#include "services/enterprise/enterprise.h"
 #include "services/health/health.h"
 #include "services/identity/devkey.h"
 #include "services/identity/identity.h"
@@ -232,7 +233,7 @@ static fxb_code identity_parts_init(const fxb_config *cfg, const fxb_crypto *cry
     fxb_identity_deps deps = {.verifier = v,
                               .crypto = crypto,
                               .registry = fxb_registry_dev(crypto),
-                              .min_score = FXB_IDV_MIN_SCORE_DEFAULT};
+                              .min_score = cfg->ekyc_min_score};
     fxb_identity_service_init(&deps);
     *out = v;
     return FXB_OK;
@@ -298,6 +299,11 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* enterprises: the dev registry until the market regulation service is
+     * plugged in */
+    fxb_enterprise_deps ent = {.crypto = auth.crypto, .registry = fxb_entreg_dev()};
+    fxb_enterprise_service_init(&ent);
+
     grpc_init();
     fxb_server *srv = fxb_server_new(&cfg, &err);
     if (srv)
@@ -306,7 +312,7 @@ int main(int argc, char **argv)
     const fxb_service *services[] = {&fxb_system_service,        &fxb_health_service,
                                      &fxb_reflection_service,    &fxb_auth_service,
                                      &fxb_accessibility_service, &fxb_identity_service,
-                                     &fxb_diag_service};
+                                     &fxb_enterprise_service,    &fxb_diag_service};
     size_t n_services = sizeof services / sizeof services[0] - (cfg.diag ? 0 : 1);
     const char *paths[FXB_MAX_METHODS];
     size_t n_paths = 0;

@@ -11,6 +11,8 @@
  *                                 birth_date (yyyymmdd, read by
  *                                 accessibility), district, verified_at_ms,
  *                                 level
+ *   fxb:audit                     the audit stream (store/audit.h):
+ *                                 DeleteMyIdentity appends identity.unbind
  * <day> is the count of China Standard Time days since 1970-01-01. The ID
  * number and the name are sealed before they reach Redis and never logged;
  * error messages name the check, never the value. */
@@ -26,6 +28,8 @@
 #include "auth/account.h"
 #include "auth/idnumber.h"
 #include "fxb/v1/identity.pb-c.h"
+#include "services/auth/auth_service.h"
+#include "store/audit.h"
 #include "store/keys.h"
 #include "store/store.h"
 
@@ -57,7 +61,7 @@ static bool deps_set;
 void fxb_identity_service_init(const fxb_identity_deps *d)
 {
     deps = *d;
-    if (deps.min_score <= 0)
+    if (deps.min_score < 0)
         deps.min_score = FXB_IDV_MIN_SCORE_DEFAULT;
     deps_set = true;
 }
@@ -140,6 +144,14 @@ static fxb_script bind_script = FXB_SCRIPT(
                 "end\n"
                 "redis.call('SET', KEYS[1], ARGV[1])\n"
                 "return 1\n");
+
+/* KEYS[1] fxb:idnum:<idx>; ARGV[1] account id. Releases the number only
+ * while this account holds it: a binding another account made since stays. */
+static fxb_script release_script =
+    FXB_SCRIPT("idv_release", "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+                              "  return redis.call('DEL', KEYS[1])\n"
+                              "end\n"
+                              "return 0\n");
 
 /* --- helpers ---------------------------------------------------------------- */
 
@@ -607,6 +619,65 @@ static fxb_code get_my_identity(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
     return rc;
 }
 
+/* --- DeleteMyIdentity -------------------------------------------------------- */
+
+/* The blind index of the caller's recorded ID number into idx; FXB_NOT_FOUND
+ * (IDENTITY_NOT_VERIFIED) when no identity is recorded. */
+static fxb_code recorded_index(fxb_ctx *ctx, const char *ikey,
+                               char idx[FXB_CRYPTO_INDEX_HEX_LEN + 1], fxb_err *err)
+{
+    redisReply *r = fxb_store_command(fxb_ctx_store(ctx), err, "HGET %s id_idx", ikey);
+    if (r == NULL)
+        return err->code;
+    bool found = r->type == REDIS_REPLY_STRING && r->len == FXB_CRYPTO_INDEX_HEX_LEN;
+    if (found)
+        memcpy(idx, r->str, FXB_CRYPTO_INDEX_HEX_LEN + 1);
+    freeReplyObject(r);
+    if (!found)
+        return fxb_err_set(err, FXB_NOT_FOUND, "IDENTITY_NOT_VERIFIED", "本账号尚未完成实名认证",
+                           "this account has no verified identity to remove");
+    return FXB_OK;
+}
+
+/* Unbinding, in an order that a retry after any failure completes: the
+ * audit record first (no change without one), then the binding, the level
+ * and last the identity itself, whose presence means "not done yet". The
+ * keys live in different slots, so no single script can hold them all. */
+static fxb_code delete_my_identity(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
+                                   ProtobufCMessage *resp_msg)
+{
+    (void)req_msg;
+    Fxb__V1__DeleteMyIdentityResponse *resp = (Fxb__V1__DeleteMyIdentityResponse *)resp_msg;
+    const char *id = fxb_ctx_caller(ctx)->account_id;
+    fxb_store *st = fxb_ctx_store(ctx);
+    const char *ikey = caller_key(ctx, "identity");
+    if (ikey == NULL)
+        return FXB_INTERNAL;
+    fxb_err err;
+    char idx[FXB_CRYPTO_INDEX_HEX_LEN + 1];
+    if (recorded_index(ctx, ikey, idx, &err) != FXB_OK)
+        return fxb_ctx_fail_err(ctx, &err);
+    if (fxb_audit_append(st, id, id, "identity.unbind", "holder request, step-up verified",
+                         fxb_wall_ms(), &err) != FXB_OK)
+        return fxb_ctx_fail_err(ctx, &err);
+    const char *nkey = fxb_arena_printf(fxb_ctx_arena(ctx), ID_IDX_PREFIX "%s", idx);
+    if (nkey == NULL)
+        return out_of_memory(ctx);
+    const char *args[] = {id};
+    redisReply *r = fxb_store_eval(st, &err, &release_script, 1, &nkey, 1, args, NULL);
+    if (r == NULL)
+        return fxb_ctx_fail_err(ctx, &err);
+    freeReplyObject(r);
+    if (fxb_account_set_level(st, id, FXB_LEVEL_PHONE, &err) != FXB_OK)
+        return fxb_ctx_fail_err(ctx, &err);
+    r = fxb_store_command(st, &err, "DEL %s", ikey);
+    if (r == NULL)
+        return fxb_ctx_fail_err(ctx, &err);
+    freeReplyObject(r);
+    resp->assurance_level = FXB_LEVEL_PHONE;
+    return FXB_OK;
+}
+
 /* --- method table ----------------------------------------------------------- */
 
 /* The caller's own identity only: signed in at any level, never through a
@@ -634,6 +705,15 @@ static const fxb_method methods[] = {
      .response = &fxb__v1__identity__descriptor,
      .unary = get_my_identity,
      .access = OWN_ACCOUNT,
+     .limits = {.max_request_bytes = SMALL_REQUEST}},
+    {.path = "/fxb.v1.IdentityService/DeleteMyIdentity",
+     .request = &fxb__v1__delete_my_identity_request__descriptor,
+     .response = &fxb__v1__delete_my_identity_response__descriptor,
+     .unary = delete_my_identity,
+     .access = {.kind = FXB_ACCESS_SIGNED_IN,
+                .min_level = 0,
+                .delegable = false,
+                .step_up_s = FXB_STEP_UP_WINDOW_S},
      .limits = {.max_request_bytes = SMALL_REQUEST}},
 };
 

@@ -41,7 +41,7 @@ typedef struct fxb_identity_deps {
     const fxb_attestation_verifier *verifier;
     const fxb_crypto *crypto;
     fxb_registry registry;
-    double min_score; /* 0 = FXB_IDV_MIN_SCORE_DEFAULT */
+    double min_score; /* 0..100 (FXB_EKYC_MIN_SCORE); < 0 = FXB_IDV_MIN_SCORE_DEFAULT */
 } fxb_identity_deps;
 
 /* Installs the dependencies (copied) before the server starts. */

@@ -343,11 +343,20 @@ def server_env(listen=None, metrics_listen=None, redis_url=None, data_dir=None, 
     return e
 
 
-def run_server_expect_exit(args=(), extra_env=None, redis_url=None, timeout=30):
+def run_server_expect_exit(args=(), extra_env=None, redis_url=None, timeout=30,
+                           data_files=None):
     """Runs fxb-server expecting it to exit by itself (bad config, wrong
-    schema...). Returns (exit code, stdout, stderr)."""
+    schema...). data_files maps paths relative to the data directory to
+    the bytes or text to put there first (directories 0700, files 0600, as
+    key files must be). Returns (exit code, stdout, stderr)."""
     data_dir = tempfile.mkdtemp(prefix="fxb-e2e-data.")
     try:
+        for rel, content in (data_files or {}).items():
+            path = os.path.join(data_dir, rel)
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(content if isinstance(content, bytes) else content.encode("utf-8"))
         env = server_env(redis_url=redis_url, data_dir=data_dir, extra=extra_env)
         try:
             r = subprocess.run([SERVER_BIN] + list(args), env=env, capture_output=True, text=True,

@@ -10,6 +10,7 @@ Every test uses fresh random ID numbers, names and phones: the shared Redis
 keeps bindings and daily counters between tests and runs."""
 import os
 import random
+import shutil
 import subprocess
 import tempfile
 import time
@@ -369,6 +370,79 @@ class IdentityTest(t.TestCase):
         name2, idn2 = self.person()
         self.assertEqual(self.verify(t.sign_in(self.srv), name2, idn2).assurance_level, 3)
 
+    # --- unbinding (DeleteMyIdentity) ------------------------------------------------
+    def delete_identity(self, md):
+        fn = self.srv.unary(SVC + "DeleteMyIdentity", id_pb().DeleteMyIdentityRequest,
+                            id_pb().DeleteMyIdentityResponse)
+        return fn(id_pb().DeleteMyIdentityRequest(), metadata=md, timeout=20)
+
+    def audit_entries(self):
+        """The audit stream as redis-cli prints it: one id, field or value a
+        line."""
+        return t.redis_cli(self.srv.redis_url, "XRANGE", "fxb:audit", "-", "+")
+
+    def test_unbinding_releases_the_id_number_lowers_the_level_and_is_audited(self):
+        name, idn = self.person()
+        first = t.sign_in(self.srv)
+        self.verify(first, name, idn)
+        got = self.delete_identity(first.md())
+        self.assertEqual(got.assurance_level, 1)
+        mine = self.my_identity(first)
+        self.assertEqual(mine.assurance_level, 1)
+        self.assertFalse(mine.verified)
+        self.assertEqual(mine.masked_id_number, "")
+        # one person, one account: the number is free for another account now
+        second = t.sign_in(self.srv)
+        self.assertEqual(self.verify(second, name, idn).assurance_level, 3)
+        # nothing left to unbind for the first account
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.delete_identity(first.md())
+        self.assertRpcError(cm.exception, grpc.StatusCode.NOT_FOUND, "IDENTITY_NOT_VERIFIED")
+        # the audit record: who, whom, what, why, when -- ids only
+        stream = self.audit_entries()
+        lines = stream.splitlines()
+        self.assertIn(first.account_id, lines)
+        i = lines.index(first.account_id)
+        rec = dict(zip(lines[i - 1::2], lines[i::2]))
+        self.assertEqual(rec.get("actor"), first.account_id)
+        self.assertEqual(rec.get("subject"), first.account_id)
+        self.assertEqual(rec.get("action"), "identity.unbind")
+        self.assertIn("at_ms", rec)
+        self.assertAlmostEqual(int(rec["at_ms"]), int(time.time() * 1000), delta=60000)
+        for needle in (idn, idn.lower(), name, masked_id(idn), masked_name(name)):
+            self.assertNotIn(needle, stream, "personal data in the audit stream")
+
+    def test_unbinding_keeps_a_binding_another_account_holds(self):
+        name, idn = self.person()
+        first = t.sign_in(self.srv)
+        self.verify(first, name, idn)
+        idx = t.redis_cli(self.srv.redis_url, "HGET", "{u:%s}:identity" % first.account_id,
+                          "id_idx")
+        key = "fxb:idnum:" + idx
+        self.assertEqual(t.redis_cli(self.srv.redis_url, "GET", key), first.account_id)
+        # as if another account held the number meanwhile (a hall re-binding)
+        t.redis_cli(self.srv.redis_url, "SET", key, "someone-else")
+        try:
+            self.assertEqual(self.delete_identity(first.md()).assurance_level, 1)
+            self.assertEqual(t.redis_cli(self.srv.redis_url, "GET", key), "someone-else")
+        finally:
+            t.redis_cli(self.srv.redis_url, "DEL", key)
+
+    def test_unbinding_needs_a_recent_proof_of_presence(self):
+        name, idn = self.person()
+        who = t.sign_in(self.srv)
+        self.verify(who, name, idn)
+        claims = t.jwt_decode(who.access)[1]
+        now = int(time.time())
+        stale = t.forge_token(self.srv, base=claims, auth_time=now - 3600, iat=now, nbf=now,
+                              exp=now + 600)
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.delete_identity(t.bearer(stale))
+        self.assertRpcError(cm.exception, grpc.StatusCode.UNAUTHENTICATED, "STEP_UP_REQUIRED")
+        mine = self.my_identity(who)
+        self.assertTrue(mine.verified)
+        self.assertEqual(mine.assurance_level, 3)
+
     # --- personal data ------------------------------------------------------------
     def test_no_plaintext_id_number_or_name_in_redis_or_log(self):
         # a full flow of its own, so this holds even when run alone
@@ -390,6 +464,75 @@ class IdentityTest(t.TestCase):
         log = self.srv.log().encode("utf-8", "replace")
         for needle in needles:
             self.assertNotIn(needle, log, "plaintext personal data in the server log")
+
+
+class IdentityConfigTest(t.TestCase):
+    """Settings of the identity service that need a server of their own."""
+
+    def test_min_score_is_configurable(self):
+        with t.Server(extra_env=dict(t.AUTH_ENV, FXB_EKYC_MIN_SCORE="95")) as srv:
+            data = srv.env["FXB_DATA_DIR"]
+            key = os.path.join(data, "keys", "ekyc", "ekyc-dev.pem")
+            name, idn = make_name(), make_id()
+            path = os.path.join(data, "registry-score.csv")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("%s,%s,410702\n" % (name, idn))
+            t.run_admin(["registry", "import", path], redis_url=srv.redis_url,
+                        env={"FXB_DATA_DIR": data}, check=True)
+            os.unlink(path)
+            who = t.sign_in(srv)
+
+            def attempt(score):
+                fn = srv.unary(SVC + "StartVerification", id_pb().StartVerificationRequest,
+                               id_pb().StartVerificationResponse)
+                ch = fn(id_pb().StartVerificationRequest(), metadata=who.md(), timeout=20)
+                r = subprocess.run([EKYC_BIN, "attest", "--key", key, "--nonce", ch.nonce, "--id",
+                                    idn, "--score", score], capture_output=True, text=True,
+                                   timeout=30)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                req = id_pb().CompleteVerificationRequest(challenge_id=ch.challenge_id, name=name,
+                                                          id_number=idn,
+                                                          attestation=r.stdout.strip())
+                fn = srv.unary(SVC + "CompleteVerification", id_pb().CompleteVerificationRequest,
+                               id_pb().Identity)
+                return fn(req, metadata=who.md(), timeout=20)
+
+            with self.assertRaises(grpc.RpcError) as cm:
+                attempt("90")  # passes the default 85, not this server's 95
+            self.assertRpcError(cm.exception, DENIED, "ATTESTATION_SCORE_TOO_LOW")
+            self.assertEqual(attempt("95").assurance_level, 3)
+
+    def test_out_of_range_min_score_stops_start_up(self):
+        rc, _, err = t.run_server_expect_exit(extra_env={"FXB_EKYC_MIN_SCORE": "101"})
+        self.assertEqual(rc, 2, err)
+        self.assertIn("FXB_EKYC_MIN_SCORE", err)
+
+    def test_production_refuses_to_start_with_the_dev_provider_key(self):
+        # production keys provisioned as an operator would (fxb-admin keys
+        # init), plus the public half of the simulator's dev key
+        tmp = tempfile.mkdtemp(prefix="fxb-e2e-devkey.")
+        try:
+            t.run_admin(["keys", "init"], env={"FXB_DATA_DIR": tmp, "FXB_ENV": "production"},
+                        check=True)
+            r = subprocess.run([EKYC_BIN, "keygen", os.path.join(tmp, "sim")],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            files = {}
+            for root, _, names in os.walk(os.path.join(tmp, "keys")):
+                for n in names:
+                    p = os.path.join(root, n)
+                    with open(p, "rb") as f:
+                        files[os.path.relpath(p, tmp)] = f.read()
+            files = {k: v for k, v in files.items() if not k.startswith("keys/ekyc/")}
+            with open(os.path.join(tmp, "sim", "ekyc-dev.pub.pem"), "rb") as f:
+                files["keys/ekyc/ekyc-dev.pub.pem"] = f.read()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        rc, _, err = t.run_server_expect_exit(
+            extra_env={"FXB_ENV": "production", "FXB_DIAG": None}, data_files=files)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("ekyc-dev", err)
+        self.assertIn("development key", err)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ static void test_defaults_match_the_documented_values(void **state)
     assert_int_equal(cfg.redis_command_timeout_ms, 2000);
     assert_true(cfg.diag);
     assert_false(cfg.diag_set);
+    assert_int_equal(cfg.ekyc_min_score, 85);
 }
 
 static void test_workers_default_is_the_number_of_online_cpus_clamped(void **state)
@@ -149,6 +150,7 @@ static void test_integer_ranges_are_inclusive(void **state)
         {"FXB_SHUTDOWN_GRACE_MS", "0", "-1", "600000", "600001"},
         {"FXB_REDIS_CONNECT_TIMEOUT_MS", "10", "9", "60000", "60001"},
         {"FXB_REDIS_COMMAND_TIMEOUT_MS", "10", "9", "60000", "60001"},
+        {"FXB_EKYC_MIN_SCORE", "0", "-1", "100", "101"},
     };
     for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
         expect_accepted(r[i].name, r[i].min);
