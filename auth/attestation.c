@@ -354,9 +354,23 @@ static bool same_text(const char *a, size_t an, const char *b, size_t bn)
     return an == bn && CRYPTO_memcmp(a, b, an) == 0;
 }
 
+/* True when the echoed actions are exactly the expected ones, in order: the
+ * challenge names a sequence the person performs, and a provider that
+ * reports another sequence (or none) did not check the one we asked for. */
+static bool same_actions(const fxb_attestation *out, const char *const *actions, size_t n)
+{
+    if (out->action_count != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(out->actions[i], actions[i]) != 0)
+            return false;
+    return true;
+}
+
 static fxb_code verify(const fxb_attestation_verifier *v, const char *jws, const char *nonce,
-                       const char *id_hash, double min_score, int64_t now, int max_age,
-                       fxb_attestation *out, fxb_err *err)
+                       const char *id_hash, const char *const *actions, size_t n_actions,
+                       double min_score, int64_t now, int max_age, fxb_attestation *out,
+                       fxb_err *err)
 {
     if (jws == NULL)
         return reject(err, "ATTESTATION_MALFORMED", "attestation missing");
@@ -448,6 +462,11 @@ static fxb_code verify(const fxb_attestation_verifier *v, const char *jws, const
         rc = reject(err, "ATTESTATION_LIVENESS_FAILED", "attestation liveness check failed");
         goto done;
     }
+    if (!same_actions(out, actions, n_actions)) {
+        rc = reject(err, "ATTESTATION_ACTIONS_MISMATCH",
+                    "attestation liveness actions differ from the challenge's");
+        goto done;
+    }
     if (out->score < min_score) {
         rc = reject(err, "ATTESTATION_SCORE_TOO_LOW", "attestation face-match score too low");
         goto done;
@@ -471,8 +490,10 @@ done:
 }
 
 fxb_code fxb_attestation_verify(const fxb_attestation_verifier *v, const char *jws,
-                                const char *expected_nonce, const char *id_number, double min_score,
-                                int64_t now_s, int max_age_s, fxb_attestation *out, fxb_err *err)
+                                const char *expected_nonce, const char *id_number,
+                                const char *const *expected_actions, size_t n_expected_actions,
+                                double min_score, int64_t now_s, int max_age_s,
+                                fxb_attestation *out, fxb_err *err)
 {
     fxb_attestation scratch;
     if (out == NULL)
@@ -487,11 +508,20 @@ fxb_code fxb_attestation_verify(const fxb_attestation_verifier *v, const char *j
     char id_hash[FXB_ATTESTATION_ID_HASH_LEN + 1];
     if (!fxb_attestation_id_hash(id_number, id_hash))
         return bad_args(err, "ID number");
+    if (expected_actions == NULL || n_expected_actions == 0 ||
+        n_expected_actions > FXB_ATTESTATION_ACTIONS_MAX)
+        return bad_args(err, "expected actions");
+    for (size_t i = 0; i < n_expected_actions; i++)
+        if (expected_actions[i] == NULL ||
+            !action_valid(expected_actions[i],
+                          strnlen(expected_actions[i], FXB_ATTESTATION_ACTION_MAX + 1)))
+            return bad_args(err, "expected actions");
     if (max_age_s <= 0 || !(min_score >= 0 && min_score <= FXB_ATTESTATION_SCORE_MAX))
         return bad_args(err, "max age or min score");
     if (now_s < 0 || now_s > TIME_MAX)
         return bad_args(err, "clock");
-    fxb_code rc = verify(v, jws, expected_nonce, id_hash, min_score, now_s, max_age_s, out, err);
+    fxb_code rc = verify(v, jws, expected_nonce, id_hash, expected_actions, n_expected_actions,
+                         min_score, now_s, max_age_s, out, err);
     if (rc != FXB_OK)
         memset(out, 0, sizeof(*out));
     OPENSSL_cleanse(id_hash, sizeof(id_hash));

@@ -18,9 +18,11 @@
  *   score     face-match score, a JSON number (integer or real) in
  *             0..100, higher is better; compared with min_score (same
  *             scale), equal passes
- *   actions   optional array of at most FXB_ATTESTATION_ACTIONS_MAX
- *             strings (1..FXB_ATTESTATION_ACTION_MAX of [a-z0-9_]): the
- *             liveness actions performed, echoed to the caller
+ *   actions   array of at most FXB_ATTESTATION_ACTIONS_MAX strings
+ *             (1..FXB_ATTESTATION_ACTION_MAX of [a-z0-9_]): the liveness
+ *             actions performed, in the order performed. Optional in the
+ *             shape (absent = none), but fxb_attestation_verify requires it
+ *             to equal the challenge's list
  *
  * The ID number itself is never in the token, never in an error message,
  * and never in *out. Note that id_hash is an unsalted SHA-256 of a
@@ -110,8 +112,9 @@ fxb_code fxb_attestation_verifier_load_dir(fxb_attestation_verifier *v, const ch
 /* Number of pinned keys. */
 size_t fxb_attestation_verifier_count(const fxb_attestation_verifier *v);
 
-/* Verifies jws at now_s against the challenge expected_nonce and the ID
- * number id_number (as for fxb_attestation_id_hash), requiring
+/* Verifies jws at now_s against the challenge (expected_nonce and its
+ * n_expected_actions liveness actions, 1..FXB_ATTESTATION_ACTIONS_MAX) and
+ * the ID number id_number (as for fxb_attestation_id_hash), requiring
  * score >= min_score and iat within max_age_s of now_s. Checks in this
  * order; the first failure answers, with FXB_PERMISSION_DENIED and reason:
  *   ATTESTATION_MALFORMED          length, three base64url parts (canonical),
@@ -125,6 +128,10 @@ size_t fxb_attestation_verifier_count(const fxb_attestation_verifier *v);
  *   ATTESTATION_NONCE_MISMATCH     nonce != expected_nonce
  *   ATTESTATION_ID_MISMATCH        id_hash != hash of id_number
  *   ATTESTATION_LIVENESS_FAILED    liveness != "pass"
+ *   ATTESTATION_ACTIONS_MISMATCH   actions missing, or not exactly the
+ *                                  expected actions in the same order (the
+ *                                  challenge asks for a sequence; another
+ *                                  order is another sequence)
  *   ATTESTATION_SCORE_TOO_LOW      score < min_score
  *   ATTESTATION_STALE              iat < now - max_age_s, iat > now + 30 s,
  *                                  or exp <= now
@@ -135,12 +142,15 @@ size_t fxb_attestation_verifier_count(const fxb_attestation_verifier *v);
  * claims. Retrying the same attestation never helps; a new face check
  * with a new challenge may.
  * Bad arguments from the server itself (NULL v, expected_nonce or
- * id_number, an expected_nonce or id_number of the wrong shape, max_age_s
+ * id_number, an expected_nonce or id_number of the wrong shape, expected
+ * actions NULL, empty, too many or of the wrong shape, max_age_s
  * <= 0, min_score outside 0..100, now_s < 0) are FXB_INTERNAL
  * (ATTESTATION_VERIFY_ARGS). On success fills *out (may be NULL);
  * otherwise *out is zeroed. Messages never contain the ID number or the token. */
 fxb_code fxb_attestation_verify(const fxb_attestation_verifier *v, const char *jws,
-                                const char *expected_nonce, const char *id_number, double min_score,
-                                int64_t now_s, int max_age_s, fxb_attestation *out, fxb_err *err);
+                                const char *expected_nonce, const char *id_number,
+                                const char *const *expected_actions, size_t n_expected_actions,
+                                double min_score, int64_t now_s, int max_age_s,
+                                fxb_attestation *out, fxb_err *err);
 
 #endif

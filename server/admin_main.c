@@ -18,6 +18,7 @@
 #include "store/crypto.h"
 #include "store/demo.h"
 #include "store/migrate.h"
+#include "store/rekey.h"
 #include "store/store.h"
 
 static void usage(FILE *out)
@@ -31,6 +32,8 @@ static void usage(FILE *out)
                  "                     (token signing key, data keys, server secret)\n"
                  "  keys rotate-jwt    add a token signing key and make it the active one\n"
                  "  keys rotate-data   add a data encryption key and make it the active one\n"
+                 "  rekey [--batch N]  re-encrypt every sealed field under the active data key\n"
+                 "                     (N keys per SCAN, default 500); prints counts only\n"
                  "  staff --phone P --role officer|admin|data-feed [--dept CODE]\n"
                  "                     give the account of phone P a staff role\n"
                  "  registry import FILE\n"
@@ -202,6 +205,54 @@ fail:
     return 1;
 }
 
+/* rekey [--batch N]: after `keys rotate-data`, so old keys can retire. The
+ * servers need not stop: values are replaced by compare-and-set, and every
+ * server must already hold the active key (rotate-data says so). */
+static int cmd_rekey(const fxb_config *cfg, const fxb_store_options *so, int argc, char **argv,
+                     int i)
+{
+    size_t batch = FXB_REKEY_BATCH_DEFAULT;
+    for (; i < argc; i++) {
+        char *end = NULL;
+        if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
+            errno = 0;
+            unsigned long long n = strtoull(argv[++i], &end, 10);
+            if (errno != 0 || end == argv[i] || *end != '\0' || n == 0 || n > FXB_REKEY_BATCH_MAX) {
+                fprintf(stderr, "fxb-admin: rekey: --batch must be 1..%d\n", FXB_REKEY_BATCH_MAX);
+                return 2;
+            }
+            batch = (size_t)n;
+        } else {
+            fprintf(stderr, "fxb-admin: rekey: unknown argument \"%s\"\n", argv[i]);
+            return 2;
+        }
+    }
+    fxb_err err;
+    char ddir[FXB_CONFIG_STR_MAX + 32];
+    snprintf(ddir, sizeof ddir, "%s/%s", cfg->data_dir, FXB_CRYPTO_KEY_SUBDIR);
+    fxb_crypto *c = fxb_crypto_load(ddir, false, &err);
+    if (c == NULL) {
+        fprintf(stderr, "fxb-admin: %s\n", err.message);
+        return 1;
+    }
+    fxb_store *st = fxb_store_new(so, &err);
+    if (st == NULL) {
+        fprintf(stderr, "fxb-admin: FXB_REDIS_URL: %s\n", err.message);
+        fxb_crypto_free(c);
+        return 2;
+    }
+    fxb_rekey_counts n;
+    fxb_code rc = fxb_rekey_run(st, c, batch, stderr, &n, &err);
+    printf("rekey to %s: %zu keys, %zu values re-encrypted, %zu already current, %zu changed "
+           "meanwhile (run again), %zu failed\n",
+           fxb_crypto_active_kid(c), n.keys, n.rekeyed, n.current, n.raced, n.failed);
+    if (rc != FXB_OK)
+        fprintf(stderr, "fxb-admin: rekey stopped: %s\n", err.message);
+    fxb_store_free(st);
+    fxb_crypto_free(c);
+    return rc == FXB_OK && n.failed == 0 ? 0 : 1;
+}
+
 static int cmd_staff(const fxb_config *cfg, const fxb_store_options *so, int argc, char **argv,
                      int i)
 {
@@ -332,6 +383,8 @@ int main(int argc, char **argv)
         return cmd_registry(&cfg, &so, argc, argv, i);
     if (strcmp(cmd, "enterprise-registry") == 0)
         return cmd_enterprise_registry(&cfg, &so, argc, argv, i);
+    if (strcmp(cmd, "rekey") == 0)
+        return cmd_rekey(&cfg, &so, argc, argv, i);
     if (strcmp(cmd, "staff") == 0)
         return cmd_staff(&cfg, &so, argc, argv, i);
     if (strcmp(cmd, "demo-load") == 0) {

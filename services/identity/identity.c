@@ -111,23 +111,24 @@ static fxb_script start_script = FXB_SCRIPT(
     "return n\n");
 
 /* KEYS[1] challenge; ARGV: sid, now_ms. Marks the challenge used and
- * returns its nonce: whatever happens next, it never serves again. */
-static fxb_script consume_script = FXB_SCRIPT(
-    "idv_consume", "local h = redis.call('HMGET', KEYS[1], 'nonce', 'sid', 'exp', 'used')\n"
-                   "if not h[1] or h[2] ~= ARGV[1] then\n"
-                   "  return redis.error_reply('FXB 9 " FXB_IDV_CHALLENGE_UNKNOWN
-                   " no such challenge for this session: call StartVerification')\n"
-                   "end\n"
-                   "if h[4] ~= '0' then\n"
-                   "  return redis.error_reply('FXB 9 " FXB_IDV_CHALLENGE_USED
-                   " the challenge was already used: call StartVerification')\n"
-                   "end\n"
-                   "if tonumber(h[3]) == nil or tonumber(h[3]) < tonumber(ARGV[2]) then\n"
-                   "  return redis.error_reply('FXB 9 " FXB_IDV_CHALLENGE_EXPIRED
-                   " the challenge expired: call StartVerification')\n"
-                   "end\n"
-                   "redis.call('HSET', KEYS[1], 'used', '1')\n"
-                   "return h[1]\n");
+ * returns {nonce, actions}: whatever happens next, it never serves again. */
+static fxb_script consume_script =
+    FXB_SCRIPT("idv_consume",
+               "local h = redis.call('HMGET', KEYS[1], 'nonce', 'sid', 'exp', 'used', 'actions')\n"
+               "if not h[1] or h[2] ~= ARGV[1] then\n"
+               "  return redis.error_reply('FXB 9 " FXB_IDV_CHALLENGE_UNKNOWN
+               " no such challenge for this session: call StartVerification')\n"
+               "end\n"
+               "if h[4] ~= '0' then\n"
+               "  return redis.error_reply('FXB 9 " FXB_IDV_CHALLENGE_USED
+               " the challenge was already used: call StartVerification')\n"
+               "end\n"
+               "if tonumber(h[3]) == nil or tonumber(h[3]) < tonumber(ARGV[2]) then\n"
+               "  return redis.error_reply('FXB 9 " FXB_IDV_CHALLENGE_EXPIRED
+               " the challenge expired: call StartVerification')\n"
+               "end\n"
+               "redis.call('HSET', KEYS[1], 'used', '1')\n"
+               "return {h[1], h[5] or ''}\n");
 
 /* KEYS[1] a failure counter; ARGV[1] ttl (s). */
 static fxb_script count_script =
@@ -375,9 +376,37 @@ static fxb_code start_verification(fxb_ctx *ctx, const ProtobufCMessage *req_msg
 
 /* --- CompleteVerification --------------------------------------------------- */
 
-/* Marks the caller's challenge cid used and copies its nonce into nonce. */
-static fxb_code consume_challenge(fxb_ctx *ctx, const char *cid, int64_t now,
-                                  char nonce[FXB_ATTESTATION_NONCE_MAX + 1], fxb_err *err)
+/* A challenge as consume_challenge read it. */
+typedef struct challenge {
+    char nonce[FXB_ATTESTATION_NONCE_MAX + 1];
+    char joined[FXB_ATTESTATION_ACTIONS_MAX * (FXB_ATTESTATION_ACTION_MAX + 1)];
+    const char *actions[FXB_ATTESTATION_ACTIONS_MAX]; /* into joined */
+    size_t n_actions;
+} challenge;
+
+/* Splits ch->joined ("a,b") into ch->actions in place; false when empty or
+ * beyond FXB_ATTESTATION_ACTIONS_MAX. */
+static bool split_actions(challenge *ch)
+{
+    ch->n_actions = 0;
+    char *p = ch->joined;
+    while (*p != '\0') {
+        if (ch->n_actions == FXB_ATTESTATION_ACTIONS_MAX)
+            return false;
+        ch->actions[ch->n_actions++] = p;
+        char *comma = strchr(p, ',');
+        if (comma == NULL)
+            break;
+        *comma = '\0';
+        p = comma + 1;
+    }
+    return ch->n_actions > 0;
+}
+
+/* Marks the caller's challenge cid used and copies its nonce and liveness
+ * actions into *ch. */
+static fxb_code consume_challenge(fxb_ctx *ctx, const char *cid, int64_t now, challenge *ch,
+                                  fxb_err *err)
 {
     if (!cid_valid(cid))
         return fxb_err_set(err, FXB_FAILED_PRECONDITION, FXB_IDV_CHALLENGE_UNKNOWN, ZH_RESTART,
@@ -397,9 +426,16 @@ static fxb_code consume_challenge(fxb_ctx *ctx, const char *cid, int64_t now,
             snprintf(err->message_zh, sizeof err->message_zh, "%s", ZH_RESTART);
         return err->code;
     }
-    bool ok = r->type == REDIS_REPLY_STRING && r->len <= FXB_ATTESTATION_NONCE_MAX;
-    if (ok)
-        snprintf(nonce, FXB_ATTESTATION_NONCE_MAX + 1, "%.*s", (int)r->len, r->str);
+    bool ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+              r->element[0]->type == REDIS_REPLY_STRING &&
+              r->element[0]->len <= FXB_ATTESTATION_NONCE_MAX &&
+              r->element[1]->type == REDIS_REPLY_STRING && r->element[1]->len < sizeof ch->joined;
+    if (ok) {
+        snprintf(ch->nonce, sizeof ch->nonce, "%.*s", (int)r->element[0]->len, r->element[0]->str);
+        snprintf(ch->joined, sizeof ch->joined, "%.*s", (int)r->element[1]->len,
+                 r->element[1]->str);
+        ok = split_actions(ch);
+    }
     freeReplyObject(r);
     if (!ok)
         return fxb_err_set(err, FXB_INTERNAL, "STORE_ERROR", ZH_BUSY,
@@ -407,13 +443,24 @@ static fxb_code consume_challenge(fxb_ctx *ctx, const char *cid, int64_t now,
     return FXB_OK;
 }
 
-/* FXB_OK when the caller holds no identity or holds this one (idx). */
-static fxb_code check_own_identity(fxb_ctx *ctx, const char *ikey, const char *idx, fxb_err *err)
+/* FXB_OK when the caller holds no identity or holds this one (idx); then
+ * *level is the level recorded with it (0 when none). */
+static fxb_code check_own_identity(fxb_ctx *ctx, const char *ikey, const char *idx, int *level,
+                                   fxb_err *err)
 {
-    redisReply *r = fxb_store_command(fxb_ctx_store(ctx), err, "HGET %s id_idx", ikey);
+    *level = 0;
+    redisReply *r = fxb_store_command(fxb_ctx_store(ctx), err, "HMGET %s id_idx level", ikey);
     if (r == NULL)
         return err->code;
-    bool other = r->type == REDIS_REPLY_STRING && strcmp(r->str, idx) != 0;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        freeReplyObject(r);
+        return fxb_err_set(err, FXB_INTERNAL, "STORE_ERROR", ZH_BUSY,
+                           "HMGET answered in an unexpected shape");
+    }
+    const redisReply *held = r->element[0];
+    bool other = held->type == REDIS_REPLY_STRING && strcmp(held->str, idx) != 0;
+    if (held->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING)
+        *level = (int)strtol(r->element[1]->str, NULL, 10);
     freeReplyObject(r);
     if (other)
         return fxb_err_set(err, FXB_FAILED_PRECONDITION, FXB_IDV_ALREADY_VERIFIED,
@@ -443,10 +490,11 @@ static fxb_code bind_number(fxb_ctx *ctx, const char *idx, fxb_err *err)
     return err->code;
 }
 
-/* Seals and stores the identity, then raises the account to L3. */
+/* Seals and stores the identity verified at level, then raises the account
+ * to level (never lowering it). */
 static fxb_code record_identity(fxb_ctx *ctx, const char *ikey, const fxb_idnumber *num,
                                 const char *name, const char *idx, const char *district,
-                                int64_t now, fxb_err *err)
+                                int64_t now, int level_verified, fxb_err *err)
 {
     const char *id = fxb_ctx_caller(ctx)->account_id;
     fxb_arena *a = fxb_ctx_arena(ctx);
@@ -461,7 +509,7 @@ static fxb_code record_identity(fxb_ctx *ctx, const char *ikey, const fxb_idnumb
     char birth[16], now_text[24], level[4];
     snprintf(birth, sizeof birth, "%08" PRId64, num->birth);
     snprintf(now_text, sizeof now_text, "%" PRId64, now);
-    snprintf(level, sizeof level, "%d", FXB_LEVEL_REAL_FACE);
+    snprintf(level, sizeof level, "%d", level_verified);
     const char *argv[] = {"HSET",           ikey,     "id_enc",     id_enc, "name_enc", name_enc,
                           "id_idx",         idx,      "birth_date", birth,  "district", district,
                           "verified_at_ms", now_text, "level",      level};
@@ -470,7 +518,7 @@ static fxb_code record_identity(fxb_ctx *ctx, const char *ikey, const fxb_idnumb
     if (r == NULL)
         return err->code;
     freeReplyObject(r);
-    return fxb_account_raise_level(fxb_ctx_store(ctx), id, FXB_LEVEL_REAL_FACE, err);
+    return fxb_account_raise_level(fxb_ctx_store(ctx), id, level_verified, err);
 }
 
 /* The checks of CompleteVerification, in the order the API promises; num
@@ -494,6 +542,19 @@ static fxb_code complete_checked(fxb_ctx *ctx, const Fxb__V1__CompleteVerificati
         return rc;
 
     fxb_err err;
+    /* 0. the request itself */
+    int level = req->requested_level == 0 ? FXB_LEVEL_REAL_FACE : (int)req->requested_level;
+    if (level != FXB_LEVEL_REAL_NAME && level != FXB_LEVEL_REAL_FACE) {
+        fxb_err_set(&err, FXB_INVALID_ARGUMENT, FXB_IDV_LEVEL_INVALID, "认证级别不正确",
+                    "requested_level must be 2 (real name) or 3 (real person; 0 means 3)");
+        return fail_attempt(ctx, &at, &err);
+    }
+    if (level == FXB_LEVEL_REAL_NAME && req->attestation != NULL && req->attestation[0] != '\0') {
+        fxb_err_set(&err, FXB_INVALID_ARGUMENT, FXB_IDV_ATTESTATION_NOT_EXPECTED,
+                    "实名认证无需人脸认证结果",
+                    "requested_level 2 takes no attestation: leave it empty, or request level 3");
+        return fail_attempt(ctx, &at, &err);
+    }
     if (!fxb_registry_name_valid(req->name)) {
         fxb_err_set(&err, FXB_INVALID_ARGUMENT, "NAME_INVALID", "请填写身份证上的姓名",
                     "name must be 1..%d bytes of UTF-8 without control characters or "
@@ -514,13 +575,16 @@ static fxb_code complete_checked(fxb_ctx *ctx, const Fxb__V1__CompleteVerificati
     if (rc != FXB_OK)
         return rc;
 
-    /* 2. the challenge, then the attestation that answers it */
-    char nonce[FXB_ATTESTATION_NONCE_MAX + 1];
-    if (consume_challenge(ctx, req->challenge_id, now, nonce, &err) != FXB_OK)
+    /* 2. the challenge, then (L3) the attestation that answers it: nonce,
+     * ID number, liveness, the challenge's actions, score, freshness */
+    challenge ch;
+    if (consume_challenge(ctx, req->challenge_id, now, &ch, &err) != FXB_OK)
         return fail_attempt(ctx, &at, &err);
     fxb_attestation att;
-    if (fxb_attestation_verify(deps.verifier, req->attestation, nonce, num->id, deps.min_score,
-                               now / 1000, FXB_IDV_ATTESTATION_MAX_AGE_S, &att, &err) != FXB_OK)
+    if (level == FXB_LEVEL_REAL_FACE &&
+        fxb_attestation_verify(deps.verifier, req->attestation, ch.nonce, num->id, ch.actions,
+                               ch.n_actions, deps.min_score, now / 1000,
+                               FXB_IDV_ATTESTATION_MAX_AGE_S, &att, &err) != FXB_OK)
         return fail_attempt(ctx, &at, &err);
 
     /* 3. the population registry */
@@ -529,12 +593,19 @@ static fxb_code complete_checked(fxb_ctx *ctx, const Fxb__V1__CompleteVerificati
         return fail_attempt(ctx, &at, &err);
 
     /* 4. one person, one account */
-    if (check_own_identity(ctx, ikey, idx, &err) != FXB_OK || bind_number(ctx, idx, &err) != FXB_OK)
+    int recorded = 0;
+    if (check_own_identity(ctx, ikey, idx, &recorded, &err) != FXB_OK ||
+        bind_number(ctx, idx, &err) != FXB_OK)
         return fail_attempt(ctx, &at, &err);
 
-    rc = record_identity(ctx, ikey, num, req->name, idx, district, now, &err);
+    /* L2 over a recorded L3 of the same person keeps L3 */
+    int kept = level > recorded ? level : recorded;
+    fxb_account acc;
+    rc = record_identity(ctx, ikey, num, req->name, idx, district, now, kept, &err);
     if (rc == FXB_OK)
-        rc = fill_identity(ctx, resp, FXB_LEVEL_REAL_FACE, num->id, req->name, now, district);
+        rc = fxb_account_get(st, fxb_ctx_caller(ctx)->account_id, &acc, &err);
+    if (rc == FXB_OK)
+        rc = fill_identity(ctx, resp, acc.level, num->id, req->name, now, district);
     else
         rc = fxb_ctx_fail_err(ctx, &err);
     return rc;

@@ -1,5 +1,6 @@
 /* fxb.v1.IdentityService: remote identity verification (regulation art. 9,
- * 远程认证) raising an account from L1 to L3, and the caller's masked
+ * 远程认证) raising an account from L1 to L3 (face) or L2 (real name
+ * only, requested_level 2), and the caller's masked
  * identity. Personal data is sealed at rest, found by blind index, shown
  * masked and never logged (PIPL art. 28/51). */
 #ifndef FXB_IDENTITY_SERVICE_H
@@ -25,14 +26,16 @@
 #define FXB_IDV_ACTIONS 2
 
 /* reasons */
-#define FXB_IDV_CHALLENGE_UNKNOWN "CHALLENGE_UNKNOWN"               /* FAILED_PRECONDITION */
-#define FXB_IDV_CHALLENGE_EXPIRED "CHALLENGE_EXPIRED"               /* FAILED_PRECONDITION */
-#define FXB_IDV_CHALLENGE_USED    "CHALLENGE_USED"                  /* FAILED_PRECONDITION */
-#define FXB_IDV_ID_ALREADY_BOUND  "ID_ALREADY_BOUND"                /* ALREADY_EXISTS */
-#define FXB_IDV_ALREADY_VERIFIED  "IDENTITY_ALREADY_VERIFIED"       /* FAILED_PRECONDITION */
-#define FXB_IDV_TOO_MANY_FAILURES "VERIFICATION_ATTEMPTS_EXHAUSTED" /* RESOURCE_EXHAUSTED */
-#define FXB_IDV_TOO_MANY_STARTS   "VERIFICATION_STARTS_EXHAUSTED"   /* RESOURCE_EXHAUSTED */
-#define FXB_IDV_NOT_CONFIGURED    "EKYC_NOT_CONFIGURED"             /* UNAVAILABLE */
+#define FXB_IDV_CHALLENGE_UNKNOWN        "CHALLENGE_UNKNOWN"               /* FAILED_PRECONDITION */
+#define FXB_IDV_CHALLENGE_EXPIRED        "CHALLENGE_EXPIRED"               /* FAILED_PRECONDITION */
+#define FXB_IDV_CHALLENGE_USED           "CHALLENGE_USED"                  /* FAILED_PRECONDITION */
+#define FXB_IDV_ID_ALREADY_BOUND         "ID_ALREADY_BOUND"                /* ALREADY_EXISTS */
+#define FXB_IDV_ALREADY_VERIFIED         "IDENTITY_ALREADY_VERIFIED"       /* FAILED_PRECONDITION */
+#define FXB_IDV_TOO_MANY_FAILURES        "VERIFICATION_ATTEMPTS_EXHAUSTED" /* RESOURCE_EXHAUSTED */
+#define FXB_IDV_TOO_MANY_STARTS          "VERIFICATION_STARTS_EXHAUSTED"   /* RESOURCE_EXHAUSTED */
+#define FXB_IDV_NOT_CONFIGURED           "EKYC_NOT_CONFIGURED"             /* UNAVAILABLE */
+#define FXB_IDV_LEVEL_INVALID            "REQUESTED_LEVEL_INVALID"         /* INVALID_ARGUMENT */
+#define FXB_IDV_ATTESTATION_NOT_EXPECTED "ATTESTATION_NOT_EXPECTED"        /* INVALID_ARGUMENT */
 
 /* What the service needs, owned by main and outliving the server. verifier
  * may be NULL (no provider keys): CompleteVerification then answers

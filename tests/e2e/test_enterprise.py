@@ -120,7 +120,8 @@ class EnterpriseTest(t.TestCase):
                                id_pb().StartVerificationResponse)
         ch = start(id_pb().StartVerificationRequest(), metadata=who.md(), timeout=20)
         att = subprocess.run([EKYC_BIN, "attest", "--key", self.key, "--nonce", ch.nonce, "--id",
-                              idn], capture_output=True, text=True, timeout=30)
+                              idn, "--actions", ",".join(ch.liveness_actions)],
+                             capture_output=True, text=True, timeout=30)
         self.assertEqual(att.returncode, 0, att.stderr)
         complete = self.srv.unary("/fxb.v1.IdentityService/CompleteVerification",
                                   id_pb().CompleteVerificationRequest, id_pb().Identity)

@@ -89,20 +89,26 @@ class IdentityTest(t.TestCase):
         return self.call("StartVerification", id_pb().StartVerificationRequest(), who,
                          id_pb().StartVerificationResponse)
 
-    def complete(self, who, cid, name, idn, att):
+    def complete(self, who, cid, name, idn, att, level=0):
         self.seen_ids.add(idn)
         self.seen_names.add(name)
         req = id_pb().CompleteVerificationRequest(challenge_id=cid, name=name, id_number=idn,
-                                                  attestation=att)
+                                                  attestation=att, requested_level=level)
         return self.call("CompleteVerification", req, who, id_pb().Identity)
 
     def my_identity(self, who):
         return self.call("GetMyIdentity", id_pb().GetMyIdentityRequest(), who, id_pb().Identity)
 
-    def attest(self, nonce, idn, *extra, key=None):
+    def attest(self, ch, idn, *extra, key=None, actions=None):
+        """An attestation answering ch (a StartVerificationResponse: its nonce,
+        and its liveness actions echoed in order unless actions is given; ""
+        leaves the claim out) or a bare nonce (no actions)."""
+        nonce = getattr(ch, "nonce", ch)
+        if actions is None:
+            actions = ",".join(getattr(ch, "liveness_actions", ()))
+        extra = list(extra) + (["--actions", actions] if actions else [])
         r = subprocess.run([EKYC_BIN, "attest", "--key", key or self.key, "--nonce", nonce,
-                            "--id", idn] + list(extra), capture_output=True, text=True,
-                           timeout=30)
+                            "--id", idn] + extra, capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         return r.stdout.strip()
 
@@ -125,15 +131,15 @@ class IdentityTest(t.TestCase):
         self.register((name, idn, district))
         return name, idn
 
-    def complete_fails(self, who, cid, name, idn, att, code, reason):
+    def complete_fails(self, who, cid, name, idn, att, code, reason, level=0):
         with self.assertRaises(grpc.RpcError) as cm:
-            self.complete(who, cid, name, idn, att)
+            self.complete(who, cid, name, idn, att, level)
         self.assertRpcError(cm.exception, code, reason)
         return cm.exception
 
     def verify(self, who, name, idn):
         ch = self.start(who)
-        return self.complete(who, ch.challenge_id, name, idn, self.attest(ch.nonce, idn))
+        return self.complete(who, ch.challenge_id, name, idn, self.attest(ch, idn))
 
     # --- the happy path ----------------------------------------------------------
     def test_full_flow_raises_L1_to_L3_and_shows_only_masked_identity(self):
@@ -154,7 +160,7 @@ class IdentityTest(t.TestCase):
             self.assertIn(a, ("blink", "turn_left", "turn_right", "nod", "open_mouth"))
         self.assertAlmostEqual(ch.expires_at_ms - t0, 5 * 60 * 1000, delta=10000)
 
-        att = self.attest(ch.nonce, idn, "--actions", ",".join(ch.liveness_actions))
+        att = self.attest(ch, idn)
         got = self.complete(who, ch.challenge_id, name, idn, att)
         self.assertEqual(got.assurance_level, 3)
         self.assertTrue(got.verified)
@@ -185,7 +191,7 @@ class IdentityTest(t.TestCase):
         name, idn = self.person()
         who = t.sign_in(self.srv)
         ch = self.start(who)
-        att = self.attest(ch.nonce, idn)
+        att = self.attest(ch, idn)
         self.complete(who, ch.challenge_id, name, idn, att)
         self.complete_fails(who, ch.challenge_id, name, idn, att, PRECOND, "CHALLENGE_USED")
 
@@ -218,7 +224,7 @@ class IdentityTest(t.TestCase):
         name, idn = self.person()
         who = t.sign_in(self.srv)
         ch = self.start(who)
-        att = self.attest(ch.nonce, idn)
+        att = self.attest(ch, idn)
         self.complete_fails(who, "%032x" % _rng.getrandbits(128), name, idn, att, PRECOND,
                             "CHALLENGE_UNKNOWN")
         # the same account on another device: another session
@@ -234,7 +240,7 @@ class IdentityTest(t.TestCase):
         t.redis_cmd(self.srv.redis_url, "HSET",
                     "{u:%s}:idv:challenge:%s" % (who.account_id, ch2.challenge_id), "exp",
                     int(time.time() * 1000) - 1)
-        self.complete_fails(who, ch2.challenge_id, name, idn, self.attest(ch2.nonce, idn),
+        self.complete_fails(who, ch2.challenge_id, name, idn, self.attest(ch2, idn),
                             PRECOND, "CHALLENGE_EXPIRED")
 
     def test_hostile_attestations_are_refused(self):
@@ -259,7 +265,8 @@ class IdentityTest(t.TestCase):
             ("stale", lambda n, i: self.attest(n, i, "--iat", str(int(time.time()) - 400),
                                                "--exp", str(int(time.time()) + 600)),
              "ATTESTATION_STALE"),
-            ("another challenge's nonce", lambda n, i: self.attest("A" * 43, i),
+            ("another challenge's nonce",
+             lambda n, i: self.attest("A" * 43, i, actions=",".join(n.liveness_actions)),
              "ATTESTATION_NONCE_MISMATCH"),
         ]
         for what, make, reason in cases:
@@ -267,20 +274,58 @@ class IdentityTest(t.TestCase):
                 who = t.sign_in(self.srv)
                 name, idn = self.person()
                 ch = self.start(who)
-                self.complete_fails(who, ch.challenge_id, name, idn, make(ch.nonce, idn),
+                self.complete_fails(who, ch.challenge_id, name, idn, make(ch, idn),
                                     DENIED, reason)
                 # a failed attestation burns the challenge: replaying it with a
                 # good attestation does not help
-                self.complete_fails(who, ch.challenge_id, name, idn, self.attest(ch.nonce, idn),
+                self.complete_fails(who, ch.challenge_id, name, idn, self.attest(ch, idn),
                                     PRECOND, "CHALLENGE_USED")
                 self.assertEqual(self.my_identity(who).assurance_level, 1)
+
+    def test_attestation_must_echo_the_challenges_actions_in_order(self):
+        # the echoed list must equal the challenge's: same actions, same order
+        def others(ch):
+            return [a for a in ("blink", "turn_left", "turn_right", "nod", "open_mouth")
+                    if a not in ch.liveness_actions]
+        cases = [
+            ("missing", lambda ch: ""),
+            ("another action", lambda ch: ",".join([ch.liveness_actions[0], others(ch)[0]])),
+            ("other order", lambda ch: ",".join(reversed(ch.liveness_actions))),
+            ("one left out", lambda ch: ch.liveness_actions[0]),
+            ("one more", lambda ch: ",".join(list(ch.liveness_actions) + others(ch)[:1])),
+        ]
+        for what, actions in cases:
+            with self.subTest(what):
+                who = t.sign_in(self.srv)
+                name, idn = self.person()
+                ch = self.start(who)
+                self.complete_fails(who, ch.challenge_id, name, idn,
+                                    self.attest(ch, idn, actions=actions(ch)), DENIED,
+                                    "ATTESTATION_ACTIONS_MISMATCH")
+                self.complete_fails(who, ch.challenge_id, name, idn, self.attest(ch, idn),
+                                    PRECOND, "CHALLENGE_USED")
+                self.assertEqual(self.my_identity(who).assurance_level, 1)
+
+    def test_actions_are_checked_right_after_liveness(self):
+        who = t.sign_in(self.srv)
+        name, idn = self.person()
+        ch = self.start(who)
+        # liveness failed and no actions: liveness answers
+        self.complete_fails(who, ch.challenge_id, name, idn,
+                            self.attest(ch, idn, "--liveness", "fail", actions=""), DENIED,
+                            "ATTESTATION_LIVENESS_FAILED")
+        # no actions and a low score: actions answer
+        ch = self.start(who)
+        self.complete_fails(who, ch.challenge_id, name, idn,
+                            self.attest(ch, idn, "--score", "10", actions=""), DENIED,
+                            "ATTESTATION_ACTIONS_MISMATCH")
 
     def test_score_at_the_threshold_passes(self):
         name, idn = self.person()
         who = t.sign_in(self.srv)
         ch = self.start(who)
         got = self.complete(who, ch.challenge_id, name, idn,
-                            self.attest(ch.nonce, idn, "--score", "85"))
+                            self.attest(ch, idn, "--score", "85"))
         self.assertEqual(got.assurance_level, 3)
 
     # --- 3. the population registry ----------------------------------------------
@@ -289,11 +334,11 @@ class IdentityTest(t.TestCase):
         who = t.sign_in(self.srv)
         wrong = name + "伟" if len(name) < 4 else name[:-1]
         ch = self.start(who)
-        self.complete_fails(who, ch.challenge_id, wrong, idn, self.attest(ch.nonce, idn), PRECOND,
+        self.complete_fails(who, ch.challenge_id, wrong, idn, self.attest(ch, idn), PRECOND,
                             "REGISTRY_MISMATCH")
         unknown = make_id()
         ch = self.start(who)
-        self.complete_fails(who, ch.challenge_id, name, unknown, self.attest(ch.nonce, unknown),
+        self.complete_fails(who, ch.challenge_id, name, unknown, self.attest(ch, unknown),
                             PRECOND, "REGISTRY_MISMATCH")
         self.assertEqual(self.my_identity(who).assurance_level, 1)
 
@@ -322,13 +367,101 @@ class IdentityTest(t.TestCase):
         self.verify(first, name, idn)
         second = t.sign_in(self.srv)
         ch = self.start(second)
-        err = self.complete_fails(second, ch.challenge_id, name, idn, self.attest(ch.nonce, idn),
+        err = self.complete_fails(second, ch.challenge_id, name, idn, self.attest(ch, idn),
                                   EXISTS, "ID_ALREADY_BOUND")
         self.assertIn("sign in with the account that holds it", err.details())
         self.assertIn("service hall", err.details())
         _, loc = t.decode_status_details(err)
         self.assertIn("大厅", loc.message)
         self.assertEqual(self.my_identity(second).assurance_level, 1)
+
+    # --- L2: real name (name + ID number against the registry, no face) -----------------
+    def test_L2_needs_no_attestation_and_raises_the_account_to_2(self):
+        name, idn = self.person()
+        who = t.sign_in(self.srv)
+        ch = self.start(who)
+        got = self.complete(who, ch.challenge_id, name, idn, "", level=2)
+        self.assertEqual(got.assurance_level, 2)
+        self.assertTrue(got.verified)
+        self.assertEqual(got.masked_id_number, masked_id(idn))
+        self.assertEqual(got.masked_name, masked_name(name))
+        self.assertEqual(got.household_district, "410702")
+        mine = self.my_identity(who)
+        self.assertEqual(mine.assurance_level, 2)
+        self.assertTrue(mine.verified)
+        self.assertEqual(mine.masked_id_number, masked_id(idn))
+        who.resp = t.auth_call(self.srv, "Refresh",
+                               t.auth_pb().RefreshRequest(refresh_token=who.refresh))
+        self.assertEqual(t.jwt_decode(who.access)[1]["acr"], 2)
+        # the challenge was consumed
+        self.complete_fails(who, ch.challenge_id, name, idn, "", PRECOND, "CHALLENGE_USED",
+                            level=2)
+        # a face verification later raises it to L3
+        self.assertEqual(self.verify(who, name, idn).assurance_level, 3)
+
+    def test_L2_still_needs_a_challenge(self):
+        name, idn = self.person()
+        who = t.sign_in(self.srv)
+        self.complete_fails(who, "%032x" % _rng.getrandbits(128), name, idn, "", PRECOND,
+                            "CHALLENGE_UNKNOWN", level=2)
+        self.assertEqual(self.my_identity(who).assurance_level, 1)
+
+    def test_L2_takes_no_attestation(self):
+        name, idn = self.person()
+        who = t.sign_in(self.srv)
+        ch = self.start(who)
+        self.complete_fails(who, ch.challenge_id, name, idn, self.attest(ch, idn), INVALID,
+                            "ATTESTATION_NOT_EXPECTED", level=2)
+        # refused before the challenge was read: it still serves
+        self.assertEqual(self.complete(who, ch.challenge_id, name, idn, "", level=2)
+                         .assurance_level, 2)
+
+    def test_requested_level_must_be_2_or_3(self):
+        name, idn = self.person()
+        who = t.sign_in(self.srv)
+        for level in (1, 4):
+            with self.subTest(level=level):
+                ch = self.start(who)
+                self.complete_fails(who, ch.challenge_id, name, idn, "", INVALID,
+                                    "REQUESTED_LEVEL_INVALID", level=level)
+        ch = self.start(who)
+        self.assertEqual(self.complete(who, ch.challenge_id, name, idn, self.attest(ch, idn),
+                                       level=3).assurance_level, 3)
+
+    def test_L2_name_and_id_number_must_match_the_registry(self):
+        name, idn = self.person()
+        who = t.sign_in(self.srv)
+        wrong = name + "伟" if len(name) < 4 else name[:-1]
+        ch = self.start(who)
+        self.complete_fails(who, ch.challenge_id, wrong, idn, "", PRECOND, "REGISTRY_MISMATCH",
+                            level=2)
+        bad = idn[:17] + ("0" if idn[17] != "0" else "1")
+        ch = self.start(who)
+        self.complete_fails(who, ch.challenge_id, name, bad, "", INVALID, "ID_NUMBER_CHECK",
+                            level=2)
+        self.assertEqual(self.my_identity(who).assurance_level, 1)
+
+    def test_L2_one_person_one_account(self):
+        name, idn = self.person()
+        first = t.sign_in(self.srv)
+        ch = self.start(first)
+        self.complete(first, ch.challenge_id, name, idn, "", level=2)
+        second = t.sign_in(self.srv)
+        ch = self.start(second)
+        self.complete_fails(second, ch.challenge_id, name, idn, "", EXISTS, "ID_ALREADY_BOUND",
+                            level=2)
+        self.assertEqual(self.my_identity(second).assurance_level, 1)
+
+    def test_L2_never_lowers_an_L3_account(self):
+        name, idn = self.person()
+        who = t.sign_in(self.srv)
+        self.verify(who, name, idn)
+        ch = self.start(who)
+        got = self.complete(who, ch.challenge_id, name, idn, "", level=2)
+        self.assertEqual(got.assurance_level, 3)
+        self.assertEqual(self.my_identity(who).assurance_level, 3)
+        self.assertEqual(t.redis_cli(self.srv.redis_url, "HGET",
+                                     "{u:%s}:identity" % who.account_id, "level"), "3")
 
     # --- attempt limits -------------------------------------------------------------
     def assert_exhausted(self, err):
@@ -350,7 +483,7 @@ class IdentityTest(t.TestCase):
         name, idn = self.person()
         ch = self.start(who)
         with self.assertRaises(grpc.RpcError) as cm:
-            self.complete(who, ch.challenge_id, name, idn, self.attest(ch.nonce, idn))
+            self.complete(who, ch.challenge_id, name, idn, self.attest(ch, idn))
         self.assert_exhausted(cm.exception)
 
     def test_five_failures_per_id_number_per_day(self):
@@ -359,12 +492,12 @@ class IdentityTest(t.TestCase):
             who = t.sign_in(self.srv)
             ch = self.start(who)
             self.complete_fails(who, ch.challenge_id, name, idn,
-                                self.attest(ch.nonce, idn, "--score", "10"), DENIED,
+                                self.attest(ch, idn, "--score", "10"), DENIED,
                                 "ATTESTATION_SCORE_TOO_LOW")
         who = t.sign_in(self.srv)
         ch = self.start(who)
         with self.assertRaises(grpc.RpcError) as cm:
-            self.complete(who, ch.challenge_id, name, idn, self.attest(ch.nonce, idn))
+            self.complete(who, ch.challenge_id, name, idn, self.attest(ch, idn))
         self.assert_exhausted(cm.exception)
         # another person on the same accounts' server is unaffected
         name2, idn2 = self.person()
@@ -466,6 +599,143 @@ class IdentityTest(t.TestCase):
             self.assertNotIn(needle, log, "plaintext personal data in the server log")
 
 
+class RekeyTest(t.TestCase):
+    """`fxb-admin rekey` after `fxb-admin keys rotate-data`: every sealed
+    field is re-encrypted under the new data key, the data still reads
+    through a server that loaded the new key, and a second run changes
+    nothing. Uses a Redis database of its own: values sealed by other
+    tests' servers (other key sets) would not open here."""
+
+    SEALED_FIELDS = {"account": ("phone_enc",), "a11y": ("relative_enc", "relative_pending_enc"),
+                     "identity": ("id_enc", "name_enc")}
+
+    def sealed_values(self, url):
+        """[(key, field, value)] of every sealed field in the database."""
+        out = []
+        for key, _ in t.redis_dump(url):
+            k = key.decode()
+            fields = ()
+            if k.startswith("{u:"):
+                fields = self.SEALED_FIELDS.get(k.rsplit("}:", 1)[-1], ())
+            elif k.startswith("fxb:registry:dev:"):
+                fields = ("district_enc",)
+            for f in fields:
+                v = t.redis_cmd(url, "HGET", k, f)
+                if v is not None:
+                    out.append((k, f, v.decode()))
+        return out
+
+    def a11y_call(self, srv, who, method, req, resp_cls):
+        fn = srv.unary("/fxb.v1.AccessibilityService/" + method, type(req), resp_cls)
+        return fn(req, metadata=who.md(), timeout=20)
+
+    def test_rekey_moves_every_sealed_value_to_the_new_key(self):
+        url = t.redis_url_db(t.REDIS_URL, 7)
+        t.redis_cmd(url, "FLUSHDB")
+        a11y = t.pb("fxb/v1/accessibility")
+        with t.Server(extra_env=t.AUTH_ENV, redis_url=url) as srv:
+            data = srv.env["FXB_DATA_DIR"]
+            admin_env = {"FXB_DATA_DIR": data}
+            key = os.path.join(data, "keys", "ekyc", "ekyc-dev.pem")
+            name, idn = make_name(), make_id()
+            path = os.path.join(data, "registry-rekey.csv")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("%s,%s,410702\n" % (name, idn))
+            t.run_admin(["registry", "import", path], redis_url=url, env=admin_env, check=True)
+            os.unlink(path)
+            # an L3 identity
+            who = t.sign_in(srv)
+            fn = srv.unary(SVC + "StartVerification", id_pb().StartVerificationRequest,
+                           id_pb().StartVerificationResponse)
+            ch = fn(id_pb().StartVerificationRequest(), metadata=who.md(), timeout=20)
+            r = subprocess.run([EKYC_BIN, "attest", "--key", key, "--nonce", ch.nonce, "--id", idn,
+                                "--actions", ",".join(ch.liveness_actions)],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            fn = srv.unary(SVC + "CompleteVerification", id_pb().CompleteVerificationRequest,
+                           id_pb().Identity)
+            fn(id_pb().CompleteVerificationRequest(challenge_id=ch.challenge_id, name=name,
+                                                   id_number=idn, attestation=r.stdout.strip()),
+               metadata=who.md(), timeout=20)
+            # a confirmed trusted relative, and another account's pending one
+            relative = t.random_phone()
+            self.a11y_call(srv, who, "StartTrustedRelative",
+                           a11y.StartTrustedRelativeRequest(relative_phone=relative),
+                           a11y.StartTrustedRelativeResponse)
+            self.a11y_call(srv, who, "ConfirmTrustedRelative",
+                           a11y.ConfirmTrustedRelativeRequest(code=t.last_code(relative, url)),
+                           a11y.AccessibilitySettings)
+            other = t.sign_in(srv)
+            self.a11y_call(srv, other, "StartTrustedRelative",
+                           a11y.StartTrustedRelativeRequest(relative_phone=t.random_phone()),
+                           a11y.StartTrustedRelativeResponse)
+            before = self.sealed_values(url)
+            seen = {(k.rsplit("}:", 1)[-1] if k.startswith("{u:") else "registry", f)
+                    for k, f, _ in before}
+            self.assertEqual(seen, {("account", "phone_enc"), ("a11y", "relative_enc"),
+                                    ("a11y", "relative_pending_enc"), ("identity", "id_enc"),
+                                    ("identity", "name_enc"), ("registry", "district_enc")})
+            old_kids = {v.split(".")[1] for _, _, v in before}
+            self.assertEqual(len(old_kids), 1)
+            srv.stop()
+
+            rot = t.run_admin(["keys", "rotate-data"], redis_url=url, env=admin_env, check=True)
+            new_kid = rot.stdout.split()[2]
+            self.assertNotIn(new_kid, old_kids)
+            out = t.run_admin(["rekey", "--batch", "2"], redis_url=url, env=admin_env, check=True)
+            self.assertIn("%d values re-encrypted, 0 already current" % len(before), out.stdout)
+            self.assertIn("0 failed", out.stdout)
+            after = self.sealed_values(url)
+            self.assertEqual(len(after), len(before))
+            for k, f, v in after:
+                self.assertTrue(v.startswith("v1.%s." % new_kid), "%s %s not rekeyed" % (k, f))
+            # counts only: no personal data in what rekey prints
+            for needle in (idn, name, relative, who.phone, other.phone):
+                self.assertNotIn(needle, out.stdout + out.stderr)
+
+            # a server that loaded the new key set still reads everything
+            with t.Server(extra_env=dict(t.AUTH_ENV, FXB_DATA_DIR=data), redis_url=url) as srv2:
+                # the account's code goes to its trusted relative: the
+                # phone index, relative_enc and phone_enc all read again
+                t.allow_resend(srv2, who.phone)
+                t.send_code(srv2, who.phone)
+                a = t.auth_pb()
+                resp = t.auth_call(srv2, "SignInWithCode", a.SignInWithCodeRequest(
+                    phone=who.phone, code=t.last_code(relative, url),
+                    device=a.Device(device_id=t.random_device_id(), name="测试手机")))
+                again = t.SignedIn(who.phone, "rekey-device", resp)
+                self.assertEqual(again.account_id, who.account_id)
+                fn = srv2.unary(SVC + "GetMyIdentity", id_pb().GetMyIdentityRequest,
+                                id_pb().Identity)
+                mine = fn(id_pb().GetMyIdentityRequest(), metadata=again.md(), timeout=20)
+                self.assertEqual(mine.assurance_level, 3)
+                self.assertEqual(mine.masked_id_number, masked_id(idn))
+                self.assertEqual(mine.masked_name, masked_name(name))
+
+            # a second run has nothing to do
+            out = t.run_admin(["rekey"], redis_url=url, env=admin_env, check=True)
+            self.assertIn("0 values re-encrypted, %d already current" % len(before), out.stdout)
+            self.assertEqual(self.sealed_values(url), after)
+        t.redis_cmd(url, "FLUSHDB")
+
+    def test_rekey_reports_values_it_cannot_open_and_fails(self):
+        url = t.redis_url_db(t.REDIS_URL, 8)
+        t.redis_cmd(url, "FLUSHDB")
+        tmp = tempfile.mkdtemp(prefix="fxb-e2e-rekey.")
+        try:
+            t.run_admin(["keys", "init"], env={"FXB_DATA_DIR": tmp}, check=True)
+            t.redis_cmd(url, "HSET", "{u:acc1}:account", "phone_enc", "v1.zzz.AAAA")
+            r = t.run_admin(["rekey"], redis_url=url, env={"FXB_DATA_DIR": tmp})
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("1 failed", r.stdout)
+            self.assertIn("{u:acc1}:account phone_enc", r.stderr)
+            self.assertEqual(t.redis_cmd(url, "HGET", "{u:acc1}:account", "phone_enc"),
+                             b"v1.zzz.AAAA")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            t.redis_cmd(url, "FLUSHDB")
+
+
 class IdentityConfigTest(t.TestCase):
     """Settings of the identity service that need a server of their own."""
 
@@ -487,8 +757,9 @@ class IdentityConfigTest(t.TestCase):
                                id_pb().StartVerificationResponse)
                 ch = fn(id_pb().StartVerificationRequest(), metadata=who.md(), timeout=20)
                 r = subprocess.run([EKYC_BIN, "attest", "--key", key, "--nonce", ch.nonce, "--id",
-                                    idn, "--score", score], capture_output=True, text=True,
-                                   timeout=30)
+                                    idn, "--score", score, "--actions",
+                                    ",".join(ch.liveness_actions)], capture_output=True,
+                                   text=True, timeout=30)
                 self.assertEqual(r.returncode, 0, r.stderr)
                 req = id_pb().CompleteVerificationRequest(challenge_id=ch.challenge_id, name=name,
                                                           id_number=idn,

@@ -31,6 +31,10 @@
 #define MIN     80.0
 #define MAX_AGE 300
 
+/* The challenge's liveness actions; good() attestations echo these. */
+static const char *const ACTIONS[] = {"blink", "turn_left"};
+static const char *const SIM_ACTIONS[] = {"blink", "nod"};
+
 static struct {
     char dir[128];               /* ekyc-dev.pem, ekyc-dev.pub.pem, prov-a.pub.pem */
     char prod_dir[160];          /* prov-a.pub.pem only */
@@ -189,7 +193,8 @@ static void expect_reason_v(const fxb_attestation_verifier *v, const char *jws, 
     fxb_attestation out;
     fxb_err err;
     memset(&out, 0x5a, sizeof(out));
-    fxb_code rc = fxb_attestation_verify(v, jws, nonce, id, min, now, MAX_AGE, &out, &err);
+    fxb_code rc =
+        fxb_attestation_verify(v, jws, nonce, id, ACTIONS, 2, min, now, MAX_AGE, &out, &err);
     if (rc != FXB_PERMISSION_DENIED || strcmp(err.reason, reason) != 0)
         fail_msg("expected PERMISSION_DENIED %s, got %s %s (%s)", reason, fxb_code_name(rc),
                  err.reason, err.message);
@@ -210,7 +215,8 @@ static void expect_ok_at(const char *jws, double min, int64_t now)
 {
     fxb_attestation out;
     fxb_err err;
-    fxb_code rc = fxb_attestation_verify(F.v, jws, NONCE, ID, min, now, MAX_AGE, &out, &err);
+    fxb_code rc =
+        fxb_attestation_verify(F.v, jws, NONCE, ID, ACTIONS, 2, min, now, MAX_AGE, &out, &err);
     if (rc != FXB_OK)
         fail_msg("expected OK, got %s %s (%s)", fxb_code_name(rc), err.reason, err.message);
 }
@@ -244,8 +250,9 @@ static void test_good_attestation_verifies_and_reports_claims(void **state)
     char *t = sign_claims(&c);
     fxb_attestation out;
     fxb_err err;
-    assert_int_equal(fxb_attestation_verify(F.v, t, NONCE, ID, MIN, NOW, MAX_AGE, &out, &err),
-                     FXB_OK);
+    assert_int_equal(
+        fxb_attestation_verify(F.v, t, NONCE, ID, ACTIONS, 2, MIN, NOW, MAX_AGE, &out, &err),
+        FXB_OK);
     assert_string_equal(out.iss, "prov-a");
     assert_string_equal(out.kid, "prov-a");
     assert_int_equal(out.iat, NOW - 10);
@@ -256,9 +263,9 @@ static void test_good_attestation_verifies_and_reports_claims(void **state)
     assert_string_equal(out.actions[0], "blink");
     assert_string_equal(out.actions[1], "turn_left");
     /* The lower-case x form of the same number matches too. */
-    assert_int_equal(
-        fxb_attestation_verify(F.v, t, NONCE, "11010519491231002x", MIN, NOW, MAX_AGE, &out, &err),
-        FXB_OK);
+    assert_int_equal(fxb_attestation_verify(F.v, t, NONCE, "11010519491231002x", ACTIONS, 2, MIN,
+                                            NOW, MAX_AGE, &out, &err),
+                     FXB_OK);
     free(t);
     /* The dev key signs for a verifier that allows it. */
     t = es256(F.dev, HDR_DEV, payload_text(&c));
@@ -591,6 +598,63 @@ static void test_signed_payload_not_json_or_with_bad_claims_is_malformed(void **
     free(t);
 }
 
+/* The echoed actions must be the challenge's, in its order; the check
+ * comes right after liveness and before the score. */
+static void test_actions_missing_or_other_than_the_challenges_are_mismatch(void **state)
+{
+    (void)state;
+    claims c = good();
+    char *t = sign_claims(&c);
+    static const char *const swapped[] = {"turn_left", "blink"};
+    static const char *const fewer[] = {"blink"};
+    static const char *const more[] = {"blink", "turn_left", "nod"};
+    static const char *const other[] = {"blink", "nod"};
+    const char *const *cases[] = {swapped, fewer, more, other};
+    const size_t counts[] = {2, 1, 3, 2};
+    for (size_t i = 0; i < 4; i++) {
+        fxb_attestation out;
+        fxb_err err;
+        assert_int_equal(fxb_attestation_verify(F.v, t, NONCE, ID, cases[i], counts[i], MIN, NOW,
+                                                MAX_AGE, &out, &err),
+                         FXB_PERMISSION_DENIED);
+        assert_string_equal(err.reason, "ATTESTATION_ACTIONS_MISMATCH");
+        assert_int_equal(out.action_count, 0);
+    }
+    free(t);
+    /* no actions claim at all */
+    char p[1024];
+    snprintf(p, sizeof(p),
+             "{\"iss\":\"a\",\"iat\":%lld,\"exp\":%lld,\"nonce\":\"%s\",\"id_hash\":\"%s\","
+             "\"liveness\":\"%s\",\"score\":%s}",
+             NOW, NOW + 60, NONCE, F.id_hash, "pass", "95");
+    t = es256(F.prov, HDR_PROV, p);
+    expect_reason(t, "ATTESTATION_ACTIONS_MISMATCH");
+    free(t);
+    /* ...an empty list is as missing */
+    snprintf(p, sizeof(p),
+             "{\"iss\":\"a\",\"iat\":%lld,\"exp\":%lld,\"nonce\":\"%s\",\"id_hash\":\"%s\","
+             "\"liveness\":\"%s\",\"score\":%s,\"actions\":[]}",
+             NOW, NOW + 60, NONCE, F.id_hash, "pass", "95");
+    t = es256(F.prov, HDR_PROV, p);
+    expect_reason(t, "ATTESTATION_ACTIONS_MISMATCH");
+    free(t);
+    /* order: liveness before actions, actions before score */
+    snprintf(p, sizeof(p),
+             "{\"iss\":\"a\",\"iat\":%lld,\"exp\":%lld,\"nonce\":\"%s\",\"id_hash\":\"%s\","
+             "\"liveness\":\"%s\",\"score\":%s}",
+             NOW, NOW + 60, NONCE, F.id_hash, "fail", "10");
+    t = es256(F.prov, HDR_PROV, p);
+    expect_reason(t, "ATTESTATION_LIVENESS_FAILED");
+    free(t);
+    snprintf(p, sizeof(p),
+             "{\"iss\":\"a\",\"iat\":%lld,\"exp\":%lld,\"nonce\":\"%s\",\"id_hash\":\"%s\","
+             "\"liveness\":\"%s\",\"score\":%s}",
+             NOW, NOW + 60, NONCE, F.id_hash, "pass", "10");
+    t = es256(F.prov, HDR_PROV, p);
+    expect_reason(t, "ATTESTATION_ACTIONS_MISMATCH");
+    free(t);
+}
+
 /* Several things wrong at once: the reason is the first in the documented
  * order. */
 static void test_first_failing_check_decides_the_reason(void **state)
@@ -648,8 +712,9 @@ static void test_dev_key_is_refused_by_a_production_verifier(void **state)
     /* ...and the provider's verifies. */
     t = sign_claims(&c);
     fxb_attestation out;
-    assert_int_equal(fxb_attestation_verify(prod, t, NONCE, ID, MIN, NOW, MAX_AGE, &out, &err),
-                     FXB_OK);
+    assert_int_equal(
+        fxb_attestation_verify(prod, t, NONCE, ID, ACTIONS, 2, MIN, NOW, MAX_AGE, &out, &err),
+        FXB_OK);
     free(t);
     /* Adding the dev key by buffer is refused too. */
     char *pem = NULL;
@@ -740,12 +805,28 @@ static void test_bad_server_arguments_are_internal(void **state)
         {F.v, NONCE, ID, MIN, NOW, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        assert_int_equal(fxb_attestation_verify(cases[i].v, t, cases[i].nonce, cases[i].id,
-                                                cases[i].min, cases[i].now, cases[i].max_age, &out,
-                                                &err),
+        assert_int_equal(fxb_attestation_verify(cases[i].v, t, cases[i].nonce, cases[i].id, ACTIONS,
+                                                2, cases[i].min, cases[i].now, cases[i].max_age,
+                                                &out, &err),
                          FXB_INTERNAL);
         assert_string_equal(err.reason, "ATTESTATION_VERIFY_ARGS");
     }
+    /* expected actions: none, too many, of the wrong shape */
+    static const char *const bad_shape[] = {"blink", "Turn-Left"};
+    static const char *const nine[] = {"a", "a", "a", "a", "a", "a", "a", "a", "a"};
+    assert_int_equal(
+        fxb_attestation_verify(F.v, t, NONCE, ID, NULL, 2, MIN, NOW, MAX_AGE, &out, &err),
+        FXB_INTERNAL);
+    assert_int_equal(
+        fxb_attestation_verify(F.v, t, NONCE, ID, ACTIONS, 0, MIN, NOW, MAX_AGE, &out, &err),
+        FXB_INTERNAL);
+    assert_int_equal(
+        fxb_attestation_verify(F.v, t, NONCE, ID, nine, 9, MIN, NOW, MAX_AGE, &out, &err),
+        FXB_INTERNAL);
+    assert_int_equal(
+        fxb_attestation_verify(F.v, t, NONCE, ID, bad_shape, 2, MIN, NOW, MAX_AGE, &out, &err),
+        FXB_INTERNAL);
+    assert_string_equal(err.reason, "ATTESTATION_VERIFY_ARGS");
     free(t);
 }
 
@@ -818,8 +899,9 @@ static void test_simulator_attestations_verify_and_its_attacks_do_not(void **sta
     char *t = run(cmd);
     assert_non_null(t);
     fxb_attestation out;
-    assert_int_equal(fxb_attestation_verify(v, t, NONCE, ID, 97.5, NOW, MAX_AGE, &out, &err),
-                     FXB_OK);
+    assert_int_equal(
+        fxb_attestation_verify(v, t, NONCE, ID, SIM_ACTIONS, 2, 97.5, NOW, MAX_AGE, &out, &err),
+        FXB_OK);
     assert_string_equal(out.kid, FXB_ATTESTATION_DEV_KID);
     assert_int_equal(out.action_count, 2);
     free(t);
@@ -869,6 +951,7 @@ int main(void)
         cmocka_unit_test(test_nonce_of_another_challenge_is_nonce_mismatch),
         cmocka_unit_test(test_attestation_for_another_id_number_is_id_mismatch),
         cmocka_unit_test(test_liveness_fail_is_refused),
+        cmocka_unit_test(test_actions_missing_or_other_than_the_challenges_are_mismatch),
         cmocka_unit_test(test_score_below_threshold_fails_equal_passes),
         cmocka_unit_test(test_old_iat_is_stale_at_max_age_it_is_not),
         cmocka_unit_test(test_iat_more_than_30_s_ahead_is_stale),
