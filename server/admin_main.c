@@ -72,58 +72,34 @@ static int cmd_migrate(fxb_store *st, bool status_only)
     return 0;
 }
 
-/* registry import FILE ("-" = stdin): the dev population registry. */
-static int cmd_registry(const fxb_config *cfg, const fxb_store_options *so, int argc, char **argv,
-                        int i)
-{
-    if (i + 2 != argc || strcmp(argv[i], "import") != 0) {
-        fprintf(stderr, "fxb-admin: registry import FILE\n");
-        return 2;
-    }
-    if (cfg->env == FXB_ENV_PRODUCTION) {
-        fprintf(stderr, "fxb-admin: registry import refused: FXB_ENV is production (the\n"
-                        "population registry is the national verification service there)\n");
-        return 2;
-    }
-    const char *path = argv[i + 1];
-    FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-    if (in == NULL) {
-        fprintf(stderr, "fxb-admin: cannot open %s: %s\n", path, strerror(errno));
-        return 1;
-    }
-    fxb_err err;
-    char ddir[FXB_CONFIG_STR_MAX + 32];
-    snprintf(ddir, sizeof ddir, "%s/%s", cfg->data_dir, FXB_CRYPTO_KEY_SUBDIR);
-    fxb_crypto *c = fxb_crypto_load(ddir, false, &err);
-    fxb_store *st = c ? fxb_store_new(so, &err) : NULL;
-    int rc = 1;
-    size_t imported = 0, bad = 0;
-    if (st != NULL && fxb_registry_dev_import(st, c, in, fxb_idv_today(fxb_wall_ms()), stderr,
-                                              &imported, &bad, &err) == FXB_OK) {
-        printf("imported %zu registry records, %zu bad lines\n", imported, bad);
-        rc = bad == 0 ? 0 : 1;
-    } else {
-        fprintf(stderr, "fxb-admin: %s\n", err.message);
-    }
-    fxb_store_free(st);
-    fxb_crypto_free(c);
-    if (in != stdin)
-        fclose(in);
-    return rc;
-}
+/* A development registry and how to import it. */
+typedef fxb_code (*import_fn)(fxb_store *s, const fxb_crypto *c, FILE *in, int64_t today,
+                              FILE *report, size_t *imported, size_t *bad, fxb_err *err);
+typedef struct dev_registry {
+    const char *command;   /* "registry" */
+    const char *what;      /* "registry records" */
+    const char *prod_note; /* what stands in its place in production */
+    import_fn import;
+} dev_registry;
 
-/* enterprise-registry import FILE ("-" = stdin): the dev enterprise
- * registry. */
-static int cmd_enterprise_registry(const fxb_config *cfg, const fxb_store_options *so, int argc,
-                                   char **argv, int i)
+static const dev_registry population_registry = {
+    "registry", "registry records",
+    "the population registry is the national verification service there", fxb_registry_dev_import};
+static const dev_registry enterprise_registry = {
+    "enterprise-registry", "enterprise registry records",
+    "the enterprise registry is the market regulation service there", fxb_entreg_dev_import};
+
+/* <command> import FILE ("-" = stdin): loads a development registry. */
+static int cmd_registry(const dev_registry *reg, const fxb_config *cfg, const fxb_store_options *so,
+                        int argc, char **argv, int i)
 {
     if (i + 2 != argc || strcmp(argv[i], "import") != 0) {
-        fprintf(stderr, "fxb-admin: enterprise-registry import FILE\n");
+        fprintf(stderr, "fxb-admin: %s import FILE\n", reg->command);
         return 2;
     }
     if (cfg->env == FXB_ENV_PRODUCTION) {
-        fprintf(stderr, "fxb-admin: enterprise-registry import refused: FXB_ENV is production\n"
-                        "(the enterprise registry is the market regulation service there)\n");
+        fprintf(stderr, "fxb-admin: %s import refused: FXB_ENV is production (%s)\n", reg->command,
+                reg->prod_note);
         return 2;
     }
     const char *path = argv[i + 1];
@@ -139,9 +115,9 @@ static int cmd_enterprise_registry(const fxb_config *cfg, const fxb_store_option
     fxb_store *st = c ? fxb_store_new(so, &err) : NULL;
     int rc = 1;
     size_t imported = 0, bad = 0;
-    if (st != NULL && fxb_entreg_dev_import(st, c, in, fxb_idv_today(fxb_wall_ms()), stderr,
-                                            &imported, &bad, &err) == FXB_OK) {
-        printf("imported %zu enterprise registry records, %zu bad lines\n", imported, bad);
+    if (st != NULL && reg->import(st, c, in, fxb_idv_today(fxb_wall_ms()), stderr, &imported, &bad,
+                                  &err) == FXB_OK) {
+        printf("imported %zu %s, %zu bad lines\n", imported, reg->what, bad);
         rc = bad == 0 ? 0 : 1;
     } else {
         fprintf(stderr, "fxb-admin: %s\n", err.message);
@@ -380,9 +356,9 @@ int main(int argc, char **argv)
         return cmd_keys(&cfg, argv[i]);
     }
     if (strcmp(cmd, "registry") == 0)
-        return cmd_registry(&cfg, &so, argc, argv, i);
+        return cmd_registry(&population_registry, &cfg, &so, argc, argv, i);
     if (strcmp(cmd, "enterprise-registry") == 0)
-        return cmd_enterprise_registry(&cfg, &so, argc, argv, i);
+        return cmd_registry(&enterprise_registry, &cfg, &so, argc, argv, i);
     if (strcmp(cmd, "rekey") == 0)
         return cmd_rekey(&cfg, &so, argc, argv, i);
     if (strcmp(cmd, "staff") == 0)
