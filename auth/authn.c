@@ -7,7 +7,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/grant.h"
+#include "auth/scope.h"
 #include "auth/session.h"
+#include "server/log.h"
 
 #define RELOGIN_ZH "登录已失效，请重新登录"
 
@@ -52,6 +55,34 @@ fxb_code fxb_authn_check_rule(const fxb_access *access, const fxb_caller *caller
     return FXB_OK;
 }
 
+/* A delegated token: the method must accept delegation, the grant must be
+ * active at this moment (read from the store on every call: a revocation
+ * applies to the very next call) and its scopes must hold the method's
+ * capability. */
+static fxb_code check_delegation(fxb_ctx *ctx, const fxb_method *m, fxb_caller *caller,
+                                 int64_t now_ms, fxb_err *err)
+{
+    if (!m->access.delegable)
+        return fxb_err_set(err, FXB_PERMISSION_DENIED, "DELEGATION_NOT_ALLOWED",
+                           "此事项不能由他人代办",
+                           "this method cannot be called under a proxy grant");
+    if (caller->grant_id[0] == '\0')
+        return fxb_err_set(err, FXB_PERMISSION_DENIED, FXB_GRANT_REVOKED, "该代办授权已终止",
+                           "a delegated token must name its grant");
+    fxb_grant_live live;
+    fxb_code rc = fxb_grant_check_live(fxb_ctx_store(ctx), caller->grant_id, caller->account_id,
+                                       caller->agent_id, now_ms, &live, err);
+    if (rc != FXB_OK)
+        return rc;
+    /* the grant's scopes rule, not the token's copy */
+    memcpy(caller->scope, live.scope, sizeof caller->scope);
+    caller->grant_notify = live.notify;
+    if (!fxb_scope_has(caller->scope, m->access.scope))
+        return fxb_err_set(err, FXB_PERMISSION_DENIED, FXB_OUT_OF_SCOPE, "超出代办授权范围",
+                           "the proxy grant does not include %s", m->access.scope);
+    return FXB_OK;
+}
+
 /* "Bearer <token>", scheme case-insensitive, exactly one space. */
 static const char *bearer(const char *header)
 {
@@ -78,11 +109,13 @@ fxb_code fxb_authn_authenticate(void *state, fxb_ctx *ctx, const fxb_method *m, 
     if (fxb_token_check(a->cache, a->verifier, token, now_ms / 1000, &claims, err) != FXB_OK)
         return err->code;
 
+    /* a delegated token rides on the agent's session */
+    const char *session_owner = claims.act_sub[0] ? claims.act_sub : claims.sub;
     fxb_revoked rv = fxb_revocation_check(a->revocation, claims.sid, now_ms);
     if (rv == FXB_REVOKED_UNKNOWN) {
         /* the revocation feed is not synced: ask the store, fail closed */
         fxb_session_info info;
-        fxb_code rc = fxb_session_get(fxb_ctx_store(ctx), claims.sub, claims.sid, &info, err);
+        fxb_code rc = fxb_session_get(fxb_ctx_store(ctx), session_owner, claims.sid, &info, err);
         if (rc == FXB_NOT_FOUND || (rc == FXB_OK && !info.active))
             rv = FXB_REVOKED_YES;
         else if (rc != FXB_OK)
@@ -108,10 +141,49 @@ fxb_code fxb_authn_authenticate(void *state, fxb_ctx *ctx, const fxb_method *m, 
         caller->delegated = true;
         snprintf(caller->agent_id, sizeof caller->agent_id, "%s", claims.act_sub);
         snprintf(caller->grant_id, sizeof caller->grant_id, "%s", claims.grant_id);
-        /* scope and grant checks arrive with the proxy service; until then
-         * no method accepts a delegated token (fail closed) */
-        return fxb_err_set(err, FXB_PERMISSION_DENIED, "DELEGATION_NOT_ALLOWED",
-                           "此事项不能由他人代办", "delegated tokens are not accepted yet");
+        snprintf(caller->scope, sizeof caller->scope, "%s", claims.scope);
+        fxb_code rc = check_delegation(ctx, m, caller, now_ms, err);
+        if (rc != FXB_OK)
+            return rc;
     }
     return fxb_authn_check_rule(&m->access, caller, now_ms / 1000, err);
+}
+
+fxb_code fxb_authn_check_item(void *state, fxb_ctx *ctx, const fxb_caller *caller, const char *item,
+                              fxb_err *err)
+{
+    (void)state;
+    if (!caller->delegated)
+        return FXB_OK;
+    if (!fxb_scope_item_code_valid(item))
+        return fxb_err_set(err, FXB_PERMISSION_DENIED, FXB_OUT_OF_SCOPE, "超出代办授权范围",
+                           "the call names no valid service item, which a proxy grant must "
+                           "admit");
+    char category[FXB_SCOPE_WORD_MAX + 1];
+    if (fxb_grant_item_category(fxb_ctx_store(ctx), item, category, sizeof category, err) != FXB_OK)
+        return err->code;
+    if (!fxb_scope_allows_item(caller->scope, item, category))
+        return fxb_err_set(err, FXB_PERMISSION_DENIED, FXB_OUT_OF_SCOPE, "超出代办授权范围",
+                           "the proxy grant does not cover service item %s", item);
+    return FXB_OK;
+}
+
+void fxb_authn_record_act(void *state, fxb_ctx *ctx, const fxb_caller *caller, const char *item,
+                          fxb_code code, const char *reason)
+{
+    (void)state;
+    fxb_grant_act act = {
+        .grant_id = caller->grant_id,
+        .principal = caller->account_id,
+        .agent = caller->agent_id,
+        .method = fxb_ctx_method(ctx)->path,
+        .item = item,
+        .result = code,
+        .reason = reason,
+        .at_ms = fxb_wall_ms(),
+        .notify = caller->grant_notify,
+    };
+    fxb_err err;
+    if (fxb_grant_record_act(fxb_ctx_store(ctx), &act, &err) != FXB_OK)
+        fxb_log(FXB_LOG_WARN, "an act under a proxy grant was not recorded: %s", err.reason);
 }

@@ -36,7 +36,7 @@
 /* Longest department code (= FXB_DEPT_MAX). */
 #define FXB_TOKEN_DEPT_MAX FXB_DEPT_MAX
 /* Longest scope string. */
-#define FXB_TOKEN_SCOPE_MAX 1024
+#define FXB_TOKEN_SCOPE_MAX FXB_SCOPE_CLAIM_MAX
 /* Longest issuer / audience. */
 #define FXB_TOKEN_URI_MAX 256
 /* Most entries accepted in an aud array or a roles array. */

@@ -50,14 +50,23 @@ typedef struct fxb_access {
      * the call acts on; an officer of another department is refused, an
      * admin passes. NULL when the method is not department-scoped. */
     const char *dept_field;
-    bool delegable; /* a proxy's delegated token may call it (proxy issue) */
+    /* Delegation (ProxyService): whether a delegated token may call the
+     * method at all, the capability its grant must hold (auth/scope.h, e.g.
+     * "inbox.read"; required when delegable), and for item-specific methods
+     * the request field (string) holding the service item code, which the
+     * grant's item / category scopes must admit. Handlers that learn the
+     * item from stored data call fxb_ctx_require_item instead. */
+    bool delegable;
+    const char *scope;
+    const char *item_field;
     /* Step-up: the token's auth_time must be at most this many seconds old
      * (and min_level still applies). 0 = no step-up. */
     uint32_t step_up_s;
 } fxb_access;
 
-#define FXB_ID_MAX   64
-#define FXB_DEPT_MAX 32
+#define FXB_ID_MAX          64
+#define FXB_DEPT_MAX        32
+#define FXB_SCOPE_CLAIM_MAX 1024
 
 /* The authenticated caller, as the handler sees it. Handlers never parse
  * tokens. */
@@ -71,10 +80,14 @@ typedef struct fxb_caller {
     char dept[FXB_DEPT_MAX + 1];
     int64_t auth_time_s; /* last proof of presence */
     int64_t expires_s;   /* token expiry */
-    /* delegation (proxy issue): set when an agent acts for account_id */
+    /* Delegation: set when an agent acts for account_id (which is then the
+     * principal: an account id, or an enterprise id "e" + 24 hex) under a
+     * grant the runtime found active for this very call. */
     bool delegated;
     char agent_id[FXB_ID_MAX + 1];
     char grant_id[FXB_ID_MAX + 1];
+    char scope[FXB_SCOPE_CLAIM_MAX + 1]; /* the grant's canonical scopes */
+    bool grant_notify;                   /* the principal wants a notice per act */
 } fxb_caller;
 
 /* What a streaming callback wants next. */
@@ -180,6 +193,14 @@ const char *fxb_ctx_user_agent(fxb_ctx *ctx);
 const char *fxb_ctx_authorization(fxb_ctx *ctx);
 const char *fxb_ctx_peer(fxb_ctx *ctx);
 
+/* For methods acting on a service item known only from stored data (an
+ * application's item): FXB_OK for an ordinary caller; for a delegated one,
+ * FXB_OK when the grant's scopes admit the item (item:<code>, or
+ * category:<its catalogue category>), else the call fails with
+ * PERMISSION_DENIED OUT_OF_SCOPE (returned). The item is recorded in the
+ * grant's activity log. */
+fxb_code fxb_ctx_require_item(fxb_ctx *ctx, const char *item_code);
+
 /* Records the call's final error and returns its code. message is English
  * (printf format), message_zh what the app shows. */
 fxb_code fxb_ctx_fail(fxb_ctx *ctx, fxb_code code, const char *reason, const char *message_zh,
@@ -219,7 +240,12 @@ bool fxb_ctx_after(fxb_ctx *ctx, int64_t ms, void *event);
 
 /* Monotonic clock in microseconds. */
 uint64_t fxb_now_us(void);
-/* Wall clock, UTC epoch milliseconds. */
+/* Wall clock, UTC epoch milliseconds (plus the development clock offset). */
 int64_t fxb_wall_ms(void);
+
+/* The development clock offset (DiagService/SetClockOffset only): every
+ * fxb_wall_ms reading of the process is shifted by it. 0 in production. */
+void fxb_clock_set_offset_ms(int64_t offset_ms);
+int64_t fxb_clock_offset_ms(void);
 
 #endif

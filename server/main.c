@@ -29,6 +29,8 @@
 #include "services/health/health.h"
 #include "services/identity/devkey.h"
 #include "services/identity/identity.h"
+#include "services/inbox/inbox.h"
+#include "services/proxy/proxy.h"
 #include "services/reflection/reflection.h"
 #include "services/system/system.h"
 #include "store/migrate.h"
@@ -303,16 +305,23 @@ int main(int argc, char **argv)
      * plugged in */
     fxb_enterprise_deps ent = {.crypto = auth.crypto, .registry = fxb_entreg_dev()};
     fxb_enterprise_service_init(&ent);
+    fxb_proxy_deps proxy = {.crypto = auth.crypto};
+    fxb_proxy_service_init(&proxy);
 
     grpc_init();
     fxb_server *srv = fxb_server_new(&cfg, &err);
     if (srv)
         fxb_server_set_authenticator(srv, fxb_authn_authenticate, &auth.authn);
+    static const fxb_delegation_ops delegation = {.check_item = fxb_authn_check_item,
+                                                  .record = fxb_authn_record_act};
+    if (srv)
+        fxb_server_set_delegation(srv, &delegation, &auth.authn);
     /* diag last: it is left out when off */
     const fxb_service *services[] = {&fxb_system_service,        &fxb_health_service,
                                      &fxb_reflection_service,    &fxb_auth_service,
                                      &fxb_accessibility_service, &fxb_identity_service,
-                                     &fxb_enterprise_service,    &fxb_diag_service};
+                                     &fxb_enterprise_service,    &fxb_proxy_service,
+                                     &fxb_inbox_service,         &fxb_diag_service};
     size_t n_services = sizeof services / sizeof services[0] - (cfg.diag ? 0 : 1);
     const char *paths[FXB_MAX_METHODS];
     size_t n_paths = 0;

@@ -105,6 +105,8 @@ struct fxb_server {
     int n_workers;
     fxb_authenticate_fn authenticate;
     void *auth_state;
+    const fxb_delegation_ops *deleg_ops;
+    void *deleg_state;
     atomic_bool stopping;
     atomic_bool forced; /* the grace period ended: in-flight calls must stop */
     /* requests armed plus calls not yet ended: worker queues may close only
@@ -133,6 +135,7 @@ typedef enum ctx_flag {
     F_IN_CALLBACK = 1u << 10,
     F_CLOSE_STARTED = 1u << 11,  /* RECV_CLOSE_ON_SERVER is outstanding or done */
     F_CLOSE_IN_FINAL = 1u << 12, /* it rides in the status batch (unary calls) */
+    F_ACT_RECORDED = 1u << 13,   /* a delegated call's act is in the grant's log */
 } ctx_flag;
 
 struct fxb_ctx {
@@ -158,6 +161,10 @@ struct fxb_ctx {
     void *user;
     uint32_t n_received;
     fxb_caller *caller; /* NULL on public methods */
+    /* a delegated caller whose token was valid, admitted or not: its act
+     * goes to the grant's activity log */
+    const fxb_caller *delegated;
+    const char *act_item; /* the service item acted on, when known */
 
     out_msg *q_head, *q_tail;
     size_t q_len, q_bytes;
@@ -177,6 +184,7 @@ struct fxb_ctx {
 };
 
 static void ctx_step(fxb_ctx *ctx);
+static void record_act(fxb_ctx *ctx, fxb_code code);
 static void arm_request(fxb_worker *w, const rt_method *method, rt_request *reuse);
 
 /* --- clocks ------------------------------------------------------------- */
@@ -188,11 +196,26 @@ uint64_t fxb_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* Development only (DiagService/SetClockOffset): shifts every wall-clock
+ * reading of the process, so tests can cross grant ends and time limits. */
+static _Atomic int64_t clock_offset_ms;
+
 int64_t fxb_wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+           atomic_load_explicit(&clock_offset_ms, memory_order_relaxed);
+}
+
+void fxb_clock_set_offset_ms(int64_t offset_ms)
+{
+    atomic_store(&clock_offset_ms, offset_ms);
+}
+
+int64_t fxb_clock_offset_ms(void)
+{
+    return atomic_load(&clock_offset_ms);
 }
 
 static gpr_timespec ms_from_now(int64_t ms)
@@ -513,6 +536,7 @@ static void ctx_end(fxb_ctx *ctx)
         code = FXB_DEADLINE_EXCEEDED;
     else if (cancelled && fxb_ctx_remaining_ms(ctx) == 0)
         code = FXB_DEADLINE_EXCEEDED;
+    record_act(ctx, (fxb_code)code);
     uint64_t dur = fxb_now_us() - ctx->start_us;
     const char *path = ctx->method ? ctx->method->m->path : "unknown";
     if (fxb_log_get_level() <= FXB_LOG_INFO || code != FXB_OK)
@@ -547,6 +571,20 @@ static void start_batch(fxb_ctx *ctx, const grpc_op *ops, size_t n, rt_tag *tag)
         return;
     }
     ctx->ops++;
+}
+
+/* A delegated call's act, once, before its status goes out: the principal
+ * reading the activity log right after sees it. */
+static void record_act(fxb_ctx *ctx, fxb_code code)
+{
+    if (ctx->delegated == NULL || (ctx->flags & F_ACT_RECORDED))
+        return;
+    ctx->flags |= F_ACT_RECORDED;
+    fxb_server *srv = ctx->w->srv;
+    if (srv->deleg_ops == NULL || srv->deleg_ops->record == NULL)
+        return;
+    const char *reason = ctx->err && code == ctx->err->code ? ctx->err->reason : NULL;
+    srv->deleg_ops->record(srv->deleg_state, ctx, ctx->delegated, ctx->act_item, code, reason);
 }
 
 static void set_status_payload(fxb_ctx *ctx, grpc_op *op)
@@ -632,6 +670,7 @@ static void pump(fxb_ctx *ctx)
         n++;
     }
     if (finish && ctx->q_head == NULL) {
+        record_act(ctx, ctx->err ? ctx->err->code : FXB_OK);
         set_status_payload(ctx, &ops[n++]);
         ctx->flags |= F_STATUS_STARTED;
         if (!(ctx->flags & F_CLOSE_STARTED)) {
@@ -956,7 +995,10 @@ static bool authorize(fxb_ctx *ctx)
                      "out of memory");
         return false;
     }
-    if (srv->authenticate(srv->auth_state, ctx, m, caller, &err) != FXB_OK) {
+    fxb_code rc = srv->authenticate(srv->auth_state, ctx, m, caller, &err);
+    if (caller->delegated && caller->grant_id[0] != '\0')
+        ctx->delegated = caller;
+    if (rc != FXB_OK) {
         if (err.code == FXB_OK)
             fxb_err_set(&err, FXB_UNAUTHENTICATED, "UNAUTHENTICATED", "请先登录",
                         "authentication failed");
@@ -967,19 +1009,49 @@ static bool authorize(fxb_ctx *ctx)
     return true;
 }
 
+static const char *string_field(const fxb_method *m, const char *name, const ProtobufCMessage *req)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->request, name);
+    return f ? *(char *const *)((const char *)req + f->offset) : NULL;
+}
+
+fxb_code fxb_ctx_require_item(fxb_ctx *ctx, const char *item_code)
+{
+    const fxb_caller *c = ctx->caller;
+    if (c == NULL || !c->delegated)
+        return FXB_OK;
+    if (item_code != NULL && ctx->act_item == NULL)
+        ctx->act_item = fxb_arena_strdup(&ctx->arena, item_code);
+    fxb_server *srv = ctx->w->srv;
+    fxb_err err;
+    fxb_err_clear(&err);
+    if (srv->deleg_ops == NULL || srv->deleg_ops->check_item == NULL)
+        return fxb_ctx_fail(ctx, FXB_PERMISSION_DENIED, "OUT_OF_SCOPE", "超出代办授权范围",
+                            "item scopes cannot be checked on this server");
+    if (srv->deleg_ops->check_item(srv->deleg_state, ctx, c, item_code ? item_code : "", &err) !=
+        FXB_OK)
+        return fxb_ctx_fail_err(ctx, &err);
+    return FXB_OK;
+}
+
 /* Department scope: an officer acts only on their own department's matters;
- * an admin on any. The department is the request field the method names. */
+ * an admin on any. The department is the request field the method names.
+ * Item scope: a delegated caller acts only on items its grant admits. */
 static bool authorize_request(fxb_ctx *ctx, const ProtobufCMessage *req)
 {
     const fxb_method *m = ctx->method->m;
-    if (m->access.kind == FXB_ACCESS_PUBLIC || m->access.dept_field == NULL || req == NULL)
+    if (m->access.kind == FXB_ACCESS_PUBLIC || req == NULL)
+        return true;
+    if (m->access.item_field && ctx->caller && ctx->caller->delegated &&
+        fxb_ctx_require_item(ctx, string_field(m, m->access.item_field, req)) != FXB_OK)
+        return false;
+    if (m->access.dept_field == NULL)
         return true;
     const fxb_caller *caller = fxb_ctx_caller(ctx);
     if (caller->roles & FXB_ROLE_ADMIN)
         return true;
-    const ProtobufCFieldDescriptor *f =
-        protobuf_c_message_descriptor_get_field_by_name(m->request, m->access.dept_field);
-    const char *dept = f ? *(char *const *)((const char *)req + f->offset) : NULL;
+    const char *dept = string_field(m, m->access.dept_field, req);
     if (!(caller->roles & FXB_ROLE_OFFICER) || dept == NULL || caller->dept[0] == '\0' ||
         strcmp(dept, caller->dept) != 0) {
         fxb_ctx_fail(ctx, FXB_PERMISSION_DENIED, "DEPARTMENT_MISMATCH", "无权办理其他部门的事项",
@@ -1322,6 +1394,19 @@ fxb_server *fxb_server_new(const fxb_config *cfg, fxb_err *err)
     return s;
 }
 
+/* A dept_field / item_field (NULL = none) names a single string field of
+ * a request the runtime unpacks before the handler. */
+static bool request_field_ok(const fxb_method *m, const char *name)
+{
+    if (name == NULL)
+        return true;
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->request, name);
+    return f != NULL && f->type == PROTOBUF_C_TYPE_STRING &&
+           f->label != PROTOBUF_C_LABEL_REPEATED && m->kind != FXB_RPC_CLIENT_STREAMING &&
+           m->kind != FXB_RPC_BIDI;
+}
+
 fxb_code fxb_server_add_service(fxb_server *s, const fxb_service *svc, fxb_err *err)
 {
     if (s->started || s->n_services == FXB_MAX_SERVICES ||
@@ -1339,17 +1424,19 @@ fxb_code fxb_server_add_service(fxb_server *s, const fxb_service *svc, fxb_err *
             (m->kind == FXB_RPC_CLIENT_STREAMING && m->stream->on_half_close == NULL))
             return fxb_err_set(err, FXB_INVALID_ARGUMENT, "BAD_METHOD_TABLE", "系统错误",
                                "method %zu of %s is incomplete", i, svc->name);
-        if (m->access.dept_field) {
-            const ProtobufCFieldDescriptor *f =
-                protobuf_c_message_descriptor_get_field_by_name(m->request, m->access.dept_field);
-            if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING ||
-                f->label == PROTOBUF_C_LABEL_REPEATED || m->kind == FXB_RPC_CLIENT_STREAMING ||
-                m->kind == FXB_RPC_BIDI)
-                return fxb_err_set(err, FXB_INVALID_ARGUMENT, "BAD_METHOD_TABLE", "系统错误",
-                                   "method %s: dept_field must name a string field of a unary "
-                                   "or server-streaming request",
-                                   m->path);
-        }
+        if (!request_field_ok(m, m->access.dept_field) ||
+            !request_field_ok(m, m->access.item_field))
+            return fxb_err_set(err, FXB_INVALID_ARGUMENT, "BAD_METHOD_TABLE", "系统错误",
+                               "method %s: dept_field and item_field must name a string field "
+                               "of a unary or server-streaming request",
+                               m->path);
+        if (m->access.delegable &&
+            (m->access.kind != FXB_ACCESS_SIGNED_IN || m->access.scope == NULL ||
+             m->access.scope[0] == '\0' || m->access.step_up_s > 0))
+            return fxb_err_set(err, FXB_INVALID_ARGUMENT, "BAD_METHOD_TABLE", "系统错误",
+                               "method %s: a delegable method is signed-in, names the scope "
+                               "a grant must hold, and needs no step-up",
+                               m->path);
         for (size_t j = 0; j < s->n_methods; j++)
             if (strcmp(s->methods[j].m->path, m->path) == 0)
                 return fxb_err_set(err, FXB_ALREADY_EXISTS, "DUPLICATE_METHOD", "系统错误",
@@ -1368,6 +1455,12 @@ void fxb_server_set_authenticator(fxb_server *s, fxb_authenticate_fn fn, void *s
 {
     s->authenticate = fn;
     s->auth_state = state;
+}
+
+void fxb_server_set_delegation(fxb_server *s, const fxb_delegation_ops *ops, void *state)
+{
+    s->deleg_ops = ops;
+    s->deleg_state = state;
 }
 
 size_t fxb_server_service_names(const fxb_server *s, const char **names, size_t cap)

@@ -39,6 +39,23 @@ typedef fxb_code (*fxb_authenticate_fn)(void *state, fxb_ctx *ctx, const fxb_met
  * method is refused with UNAUTHENTICATED. */
 void fxb_server_set_authenticator(fxb_server *s, fxb_authenticate_fn fn, void *state);
 
+/* Delegated calls (ProxyService grants). check_item decides whether the
+ * caller's grant admits acting on a service item (fxb_ctx_require_item and
+ * methods with an item_field); record appends the call's act — method,
+ * item (NULL when none), final code and reason — to the grant's activity
+ * log, once per call, before its status is sent (or when it ends
+ * cancelled). Both run on the call's worker. */
+typedef struct fxb_delegation_ops {
+    fxb_code (*check_item)(void *state, fxb_ctx *ctx, const fxb_caller *caller, const char *item,
+                           fxb_err *err);
+    void (*record)(void *state, fxb_ctx *ctx, const fxb_caller *caller, const char *item,
+                   fxb_code code, const char *reason);
+} fxb_delegation_ops;
+
+/* Installs the delegation hooks (before start). Without them, item checks
+ * refuse delegated callers and nothing is recorded. */
+void fxb_server_set_delegation(fxb_server *s, const fxb_delegation_ops *ops, void *state);
+
 /* Names of the services added so far (for reflection and health). */
 size_t fxb_server_service_names(const fxb_server *s, const char **names, size_t cap);
 

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "fxb/v1/diag.pb-c.h"
+#include "server/log.h"
 #include "store/store.h"
 
 static fxb_code echo(fxb_ctx *ctx, const ProtobufCMessage *req_msg, ProtobufCMessage *resp_msg)
@@ -195,6 +196,28 @@ static fxb_code probe(fxb_ctx *ctx, const ProtobufCMessage *req_msg, ProtobufCMe
     resp->roles = c->roles;
     resp->department = (char *)c->dept;
     resp->auth_time_s = c->auth_time_s;
+    resp->agent_id = (char *)c->agent_id;
+    resp->grant_id = (char *)c->grant_id;
+    resp->scope = (char *)c->scope;
+    return FXB_OK;
+}
+
+/* --- the controllable clock ---------------------------------------------- */
+
+#define CLOCK_OFFSET_MAX_MS (10LL * 366 * 24 * 3600 * 1000)
+
+static fxb_code set_clock_offset(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
+                                 ProtobufCMessage *resp_msg)
+{
+    const Fxb__V1__SetClockOffsetRequest *req = (const Fxb__V1__SetClockOffsetRequest *)req_msg;
+    Fxb__V1__SetClockOffsetResponse *resp = (Fxb__V1__SetClockOffsetResponse *)resp_msg;
+    if (req->offset_ms > CLOCK_OFFSET_MAX_MS || req->offset_ms < -CLOCK_OFFSET_MAX_MS)
+        return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, "CLOCK_OFFSET_INVALID", "参数无效",
+                            "offset_ms must be within +-10 years");
+    fxb_clock_set_offset_ms(req->offset_ms);
+    fxb_log(FXB_LOG_WARN, "development clock offset set to %lld ms", (long long)req->offset_ms);
+    resp->offset_ms = fxb_clock_offset_ms();
+    resp->now_ms = fxb_wall_ms();
     return FXB_OK;
 }
 
@@ -256,6 +279,14 @@ static const fxb_method methods[] = {
     PROBE("ProbeStepUp", .step_up_s = 600),
     PROBE("ProbeOfficer", .roles = FXB_ROLE_OFFICER | FXB_ROLE_ADMIN, .dept_field = "department"),
     PROBE("ProbeAdmin", .roles = FXB_ROLE_ADMIN),
+    PROBE("ProbeDelegated", .delegable = true, .scope = "inbox.read"),
+    PROBE("ProbeItem", .delegable = true, .scope = "filing.submit", .item_field = "item_code"),
+    {.path = "/fxb.v1.DiagService/SetClockOffset",
+     .request = &fxb__v1__set_clock_offset_request__descriptor,
+     .response = &fxb__v1__set_clock_offset_response__descriptor,
+     .unary = set_clock_offset,
+     .access = {.kind = FXB_ACCESS_PUBLIC},
+     .limits = {.max_request_bytes = 64}},
 };
 
 const fxb_service fxb_diag_service = {

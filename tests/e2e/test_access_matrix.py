@@ -35,6 +35,7 @@ REAL_PERSON = "real_person"  # assurance L3
 STEP_UP = "step_up"          # auth_time at most 10 minutes old
 OFFICER = "officer"          # officer of the request's department (admin passes)
 ADMIN = "admin"
+REAL_PERSON_STEP_UP = "l3_step_up"  # assurance L3 and auth_time at most 5 minutes old
 
 RULES = {
     "/grpc.health.v1.Health/Check": PUBLIC,
@@ -63,6 +64,21 @@ RULES = {
     "/fxb.v1.EnterpriseService/BindEnterprise": REAL_PERSON,
     "/fxb.v1.EnterpriseService/ListMyEnterprises": SIGNED_IN,
     "/fxb.v1.EnterpriseService/UnbindEnterprise": SIGNED_IN,
+    "/fxb.v1.ProxyService/OfferGrant": REAL_PERSON_STEP_UP,
+    "/fxb.v1.ProxyService/RequestGrant": REAL_NAME,
+    "/fxb.v1.ProxyService/AcceptGrant": REAL_NAME,
+    "/fxb.v1.ProxyService/DeclineGrant": SIGNED_IN,
+    "/fxb.v1.ProxyService/ApproveGrant": REAL_PERSON_STEP_UP,
+    "/fxb.v1.ProxyService/RejectGrant": SIGNED_IN,
+    "/fxb.v1.ProxyService/RevokeGrant": SIGNED_IN,
+    "/fxb.v1.ProxyService/ResignGrant": SIGNED_IN,
+    "/fxb.v1.ProxyService/GetGrant": SIGNED_IN,
+    "/fxb.v1.ProxyService/ListGrants": SIGNED_IN,
+    "/fxb.v1.ProxyService/ExchangeToken": REAL_NAME,
+    "/fxb.v1.ProxyService/ListGrantActivity": SIGNED_IN,
+    "/fxb.v1.ProxyService/SetActivityNotice": SIGNED_IN,
+    "/fxb.v1.InboxService/ListMessages": SIGNED_IN,
+    "/fxb.v1.InboxService/MarkRead": SIGNED_IN,
     "/fxb.v1.DiagService/Echo": PUBLIC,
     "/fxb.v1.DiagService/Collect": PUBLIC,
     "/fxb.v1.DiagService/Ticks": PUBLIC,
@@ -73,6 +89,9 @@ RULES = {
     "/fxb.v1.DiagService/ProbeStepUp": STEP_UP,
     "/fxb.v1.DiagService/ProbeOfficer": OFFICER,
     "/fxb.v1.DiagService/ProbeAdmin": ADMIN,
+    "/fxb.v1.DiagService/ProbeDelegated": SIGNED_IN,
+    "/fxb.v1.DiagService/ProbeItem": SIGNED_IN,
+    "/fxb.v1.DiagService/SetClockOffset": PUBLIC,
 }
 
 # Methods that end sessions: each call gets a session of its own, made just
@@ -148,7 +167,7 @@ def expected(rule, col):
         return (DENIED, "ROLE_REQUIRED")
     if rule == REAL_NAME and col.level < 2:
         return (DENIED, "LEVEL_TOO_LOW")
-    if rule == REAL_PERSON and col.level < 3:
+    if rule in (REAL_PERSON, REAL_PERSON_STEP_UP) and col.level < 3:
         return (DENIED, "LEVEL_TOO_LOW")
     if rule == STEP_UP and col.stale:
         return (UNAUTH, "STEP_UP_REQUIRED")

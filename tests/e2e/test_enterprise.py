@@ -10,80 +10,20 @@ registry, fxb-ekyc-sim attestations, CompleteVerification. Every test uses
 fresh random ID numbers, names, phones and credit codes: the shared Redis
 keeps bindings between tests and runs."""
 import os
-import random
-import subprocess
 import tempfile
 
 import grpc
 
 import fxbtest as t
+from people import (People, bad_check, ent_pb, make_company, make_id, make_uscc,
+                    uscc_check_char)
 
 SVC = "/fxb.v1.EnterpriseService/"
-EKYC_BIN = os.path.join(t.BUILD_DIR, "fxb-ekyc-sim")
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-_rng = random.SystemRandom()
-_NAME_CHARS = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾萧田董潘袁蔡蒋"
-
-USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
-ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
-
-
-def ent_pb():
-    return t.pb("fxb/v1/enterprise")
-
-
-def id_pb():
-    return t.pb("fxb/v1/identity")
-
-
-def id_check_char(d17):
-    w = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-    return "10X98765432"[sum(int(c) * k for c, k in zip(d17, w)) % 11]
-
-
-def make_id(region="410702"):
-    birth = "%04d%02d%02d" % (_rng.randrange(1950, 2000), _rng.randrange(1, 13),
-                              _rng.randrange(1, 29))
-    d17 = region + birth + "%03d" % _rng.randrange(1000)
-    return d17 + id_check_char(d17)
-
-
-def make_name():
-    return "".join(_rng.choice(_NAME_CHARS) for _ in range(3))
-
-
-def org_check_char(body8):
-    s = sum((int(c) if c.isdigit() else ord(c) - ord("A") + 10) * w
-            for c, w in zip(body8, ORG_WEIGHTS))
-    c = 11 - s % 11
-    return "X" if c == 10 else "0" if c == 11 else str(c)
-
-
-def uscc_check_char(code17):
-    s = sum(USCC_ALPHABET.index(c) * w for c, w in zip(code17, USCC_WEIGHTS))
-    return USCC_ALPHABET[(31 - s % 31) % 31]
-
-
-def make_uscc(region="410700"):
-    """A valid credit code (工商, enterprise) with a random organisation code."""
-    body = "".join(_rng.choice("0123456789ABCDEFGHJKLMNPQRTUWXY") for _ in range(8))
-    code17 = "91" + region + body + org_check_char(body)
-    return code17 + uscc_check_char(code17)
-
-
-def bad_check(code):
-    """code with a wrong GB 32100 check character."""
-    return code[:17] + next(c for c in "0123456789" if c != code[17])
-
-
-def make_company():
-    return "新乡市%s科技有限公司" % "".join(_rng.choice(_NAME_CHARS) for _ in range(4))
 
 
 class EnterpriseTest(t.TestCase):
@@ -94,53 +34,24 @@ class EnterpriseTest(t.TestCase):
         cls.data = cls.srv.env["FXB_DATA_DIR"]
         cls.key = os.path.join(cls.data, "keys", "ekyc", "ekyc-dev.pem")
         cls.tmp = tempfile.mkdtemp(prefix="fxb-e2e-ent.")
+        cls.people = People(cls.srv, cls.tmp)
 
     @classmethod
     def tearDownClass(cls):
         cls.srv.__exit__(None, None, None)
 
-    # --- helpers -------------------------------------------------------------
+    # --- helpers (people.py) -------------------------------------------------------
     def admin_import(self, command, lines, expect_ok=True):
-        path = os.path.join(self.tmp, "import-%d.txt" % _rng.randrange(10 ** 9))
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in lines))
-        r = t.run_admin([command, "import", path], redis_url=self.srv.redis_url,
-                        env={"FXB_DATA_DIR": self.data}, check=expect_ok)
-        os.unlink(path)
-        return r
+        return self.people.admin_import(command, lines, expect_ok)
 
     def l3_person(self):
         """A fresh person verified to L3: (SignedIn with an acr 3 token, id)."""
-        name, idn = make_name(), make_id()
-        r = self.admin_import("registry", ["%s,%s,410702" % (name, idn)])
-        self.assertIn("imported 1 registry records, 0 bad lines", r.stdout)
-        who = t.sign_in(self.srv)
-        start = self.srv.unary("/fxb.v1.IdentityService/StartVerification",
-                               id_pb().StartVerificationRequest,
-                               id_pb().StartVerificationResponse)
-        ch = start(id_pb().StartVerificationRequest(), metadata=who.md(), timeout=20)
-        att = subprocess.run([EKYC_BIN, "attest", "--key", self.key, "--nonce", ch.nonce, "--id",
-                              idn, "--actions", ",".join(ch.liveness_actions)],
-                             capture_output=True, text=True, timeout=30)
-        self.assertEqual(att.returncode, 0, att.stderr)
-        complete = self.srv.unary("/fxb.v1.IdentityService/CompleteVerification",
-                                  id_pb().CompleteVerificationRequest, id_pb().Identity)
-        got = complete(id_pb().CompleteVerificationRequest(
-            challenge_id=ch.challenge_id, name=name, id_number=idn,
-            attestation=att.stdout.strip()), metadata=who.md(), timeout=20)
-        self.assertEqual(got.assurance_level, 3)
-        who.resp = t.auth_call(self.srv, "Refresh",
-                               t.auth_pb().RefreshRequest(refresh_token=who.refresh))
-        self.assertEqual(t.jwt_decode(who.access)[1]["acr"], 3)
-        return who, idn
+        return self.people.l3_person()
 
     def enterprise(self, rep_id):
         """A fresh enterprise in the registry with rep_id as legal rep:
         (code, name)."""
-        code, name = make_uscc(), make_company()
-        r = self.admin_import("enterprise-registry", ["%s,%s,%s" % (code, name, rep_id)])
-        self.assertIn("imported 1 enterprise registry records, 0 bad lines", r.stdout)
-        return code, name
+        return self.people.enterprise(rep_id)
 
     def call(self, method, req, who, resp_cls):
         return self.srv.unary(SVC + method, type(req), resp_cls)(req, metadata=who.md(),

@@ -291,9 +291,21 @@ class HostileTokenTest(t.TestCase):
         self.refuse(self.resign({"alg": "ES256", "typ": "at+jwt", "kid": self.kid}, "{"),
                     "TOKEN_MALFORMED")
 
-    def test_delegated_token_is_refused_until_proxies_exist(self):
-        self.refuse(self.forge(act={"sub": "agent1"}, grant_id="g1"), "DELEGATION_NOT_ALLOWED",
-                    code=grpc.StatusCode.PERMISSION_DENIED)
+    def test_delegated_token_is_refused_by_methods_that_are_not_delegable(self):
+        self.refuse(self.forge(act={"sub": "agent1"}, grant_id="g1", scope="inbox.read"),
+                    "DELEGATION_NOT_ALLOWED", code=grpc.StatusCode.PERMISSION_DENIED)
+
+    def test_delegated_token_naming_no_real_grant_is_refused_by_delegable_ones(self):
+        """Signed with the server's own key, but no grant stands behind it:
+        the grant is read from the store on every delegated call."""
+        probe = self.srv.unary("/fxb.v1.DiagService/ProbeDelegated", t.diag_pb().ProbeRequest,
+                               t.diag_pb().ProbeResponse)
+        for claims in ({"grant_id": "g1"}, {"grant_id": None}):
+            token = self.forge(act={"sub": "agent1"}, scope="inbox.read", **claims)
+            self.assertCallFails(
+                lambda: probe(t.diag_pb().ProbeRequest(), metadata=[("authorization",
+                                                                     "Bearer " + token)]),
+                grpc.StatusCode.PERMISSION_DENIED, "GRANT_REVOKED")
 
     def test_forged_token_for_an_ended_session_is_session_revoked(self):
         victim = t.sign_in(self.srv)

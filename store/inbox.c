@@ -1,0 +1,148 @@
+/* Inbox streams: one XADD per notice, checked fields only, trimmed to about
+ * FXB_INBOX_MAX entries by Redis itself (MAXLEN ~ trims whole nodes, which
+ * costs nothing on the write path). Reading and read marks live in the
+ * InboxService (services/inbox), which owns the scripts over both keys. */
+#include "store/inbox.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store/keys.h"
+
+/* An enterprise id: "e" + 24 lower-case hex (services/enterprise). */
+#define EID_HEX 24
+/* Room the header promises for id_out. */
+#define ID_OUT_MAX 32
+
+static bool eid_valid(const char *s)
+{
+    if (strnlen(s, EID_HEX + 2) != EID_HEX + 1 || s[0] != 'e')
+        return false;
+    for (size_t i = 1; i <= EID_HEX; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+const char *fxb_inbox_tag(const char *subject)
+{
+    if (!fxb_key_id_valid(subject))
+        return NULL;
+    return eid_valid(subject) ? "e" : "u";
+}
+
+bool fxb_inbox_key(char *buf, size_t cap, const char *subject)
+{
+    const char *tag = fxb_inbox_tag(subject);
+    if (buf == NULL || tag == NULL)
+        return false;
+    int n = snprintf(buf, cap, "{%s:%s}:inbox", tag, subject);
+    return n > 0 && (size_t)n < cap;
+}
+
+static bool kind_valid(const char *kind)
+{
+    size_t n = kind ? strnlen(kind, FXB_INBOX_KIND_MAX + 1) : 0;
+    if (n == 0 || n > FXB_INBOX_KIND_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = kind[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* Well-formed UTF-8 of n bytes (no overlongs, surrogates or values past
+ * U+10FFFF): the fields go out as proto3 strings, which must be UTF-8. */
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t len;
+        unsigned lo = 0x80, hi = 0xbf;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            len = 2;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            len = 3;
+            if (c == 0xe0)
+                lo = 0xa0;
+            else if (c == 0xed)
+                hi = 0x9f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            len = 4;
+            if (c == 0xf0)
+                lo = 0x90;
+            else if (c == 0xf4)
+                hi = 0x8f;
+        } else {
+            return false;
+        }
+        if (n - i < len)
+            return false;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return false;
+        for (size_t k = 2; k < len; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+                return false;
+        i += len;
+    }
+    return true;
+}
+
+/* min..max bytes of UTF-8. */
+static bool text_valid(const char *s, size_t min, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+    return n >= min && n <= max && utf8_valid((const unsigned char *)s, n);
+}
+
+static fxb_code invalid(fxb_err *err, const char *field)
+{
+    return fxb_err_set(err, FXB_INVALID_ARGUMENT, "INBOX_MESSAGE_INVALID", "系统繁忙，请稍后重试",
+                       "inbox message: %s is invalid", field);
+}
+
+fxb_code fxb_inbox_append(fxb_store *s, const char *subject, const char *kind, const char *title,
+                          const char *body, const char *ref, int64_t now_ms, char *id_out,
+                          fxb_err *err)
+{
+    if (body == NULL)
+        body = "";
+    if (ref == NULL)
+        ref = "";
+    char key[FXB_KEY_ID_MAX + 16];
+    if (!fxb_inbox_key(key, sizeof key, subject))
+        return invalid(err, "subject");
+    if (!kind_valid(kind))
+        return invalid(err, "kind");
+    if (title == NULL || !text_valid(title, 1, FXB_INBOX_TITLE_MAX))
+        return invalid(err, "title");
+    if (!text_valid(body, 0, FXB_INBOX_BODY_MAX))
+        return invalid(err, "body");
+    if (!text_valid(ref, 0, FXB_INBOX_REF_MAX))
+        return invalid(err, "ref");
+    if (now_ms < 0)
+        return invalid(err, "at_ms");
+    char at[24], max[16];
+    snprintf(at, sizeof at, "%" PRId64, now_ms);
+    snprintf(max, sizeof max, "%d", FXB_INBOX_MAX);
+    const char *argv[] = {"XADD",  key,   "MAXLEN", "~",  max,   "*", "kind",  kind,
+                          "title", title, "body",   body, "ref", ref, "at_ms", at};
+    redisReply *r = fxb_store_commandv(s, err, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
+    if (r == NULL)
+        return err->code;
+    bool ok = r->type == REDIS_REPLY_STRING && r->len < ID_OUT_MAX;
+    if (ok && id_out != NULL)
+        memcpy(id_out, r->str, r->len + 1);
+    freeReplyObject(r);
+    if (!ok)
+        return fxb_err_set(err, FXB_INTERNAL, "STORE_ERROR", "系统繁忙，请稍后重试",
+                           "XADD of an inbox answered in an unexpected shape");
+    return FXB_OK;
+}

@@ -1,0 +1,46 @@
+/* Inboxes: one durable Redis stream of notices per subject (a person's
+ * account, or an enterprise), newest last, capped at FXB_INBOX_MAX entries
+ * (XADD MAXLEN ~). Read state is one stream id per subject: every message
+ * up to it is read.
+ *
+ * Keys:
+ *   {u:<id>}:inbox / {e:<eid>}:inbox       stream: kind, title, body, ref, at_ms
+ *   {u:<id>}:inbox:read / {e:<eid>}:inbox:read   string: last read stream id
+ * Titles and bodies are composed by the server for the subject itself
+ * (zh-CN); they never carry another person's personal data (masked phones
+ * and enterprise names only). The InboxService (services/inbox) reads
+ * them; the push issue adds live delivery over the same streams. */
+#ifndef FXB_STORE_INBOX_H
+#define FXB_STORE_INBOX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "server/status.h"
+#include "store/store.h"
+
+#define FXB_INBOX_MAX       1000
+#define FXB_INBOX_KIND_MAX  32
+#define FXB_INBOX_TITLE_MAX 200
+#define FXB_INBOX_BODY_MAX  1000
+#define FXB_INBOX_REF_MAX   64
+
+/* "u" for an account id, "e" for an enterprise id ("e" + 24 lower-case
+ * hex); NULL when subject is neither. */
+const char *fxb_inbox_tag(const char *subject);
+
+/* "{<tag>:<subject>}:inbox" into buf; false when subject is invalid or buf
+ * too small. */
+bool fxb_inbox_key(char *buf, size_t cap, const char *subject);
+
+/* Appends a notice. kind: 1..FXB_INBOX_KIND_MAX of [a-z0-9._]; title
+ * 1..FXB_INBOX_TITLE_MAX bytes, body 0..FXB_INBOX_BODY_MAX (NULL = ""), ref
+ * 0..FXB_INBOX_REF_MAX (NULL = ""), all valid UTF-8 (they go out as proto3
+ * strings). On success the new stream id is written
+ * to id_out when not NULL (at least 32 bytes). INVALID_ARGUMENT reason
+ * INBOX_MESSAGE_INVALID naming the field, or a store error. */
+fxb_code fxb_inbox_append(fxb_store *s, const char *subject, const char *kind, const char *title,
+                          const char *body, const char *ref, int64_t now_ms, char *id_out,
+                          fxb_err *err);
+
+#endif

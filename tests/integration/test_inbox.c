@@ -1,0 +1,324 @@
+/* Inbox streams against a real Redis (db 6, flushed before each test): one
+ * entry per notice with kind, title, body, ref and when, in the subject's
+ * own key; every bound checked before anything is appended; ids in order;
+ * the stream kept at about the latest FXB_INBOX_MAX. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/inbox.h"
+#include "store/keys.h"
+
+#define TEST_DB 6
+
+#define PERSON     "acct-42"
+#define ENTERPRISE "e0123456789abcdef01234567"
+#define PERSON_KEY "{u:" PERSON "}:inbox"
+
+static char test_url[FXB_STORE_URL_MAX + 64];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    const char *base = getenv("FXB_TEST_REDIS_URL");
+    if (base == NULL || base[0] == '\0') {
+        fprintf(stderr, "FXB_TEST_REDIS_URL is not set (tests/run.sh sets it)\n");
+        return -1;
+    }
+    fxb_store_url u;
+    fxb_err err;
+    if (fxb_store_url_parse(base, &u, &err) != FXB_OK) {
+        fprintf(stderr, "FXB_TEST_REDIS_URL: %s\n", err.message);
+        return -1;
+    }
+    if (u.is_unix)
+        snprintf(test_url, sizeof test_url, "unix://%s?db=%d", u.host, TEST_DB);
+    else if (strchr(u.host, ':') != NULL)
+        snprintf(test_url, sizeof test_url, "redis://[%s]:%d/%d", u.host, u.port, TEST_DB);
+    else
+        snprintf(test_url, sizeof test_url, "redis://%s:%d/%d", u.host, u.port, TEST_DB);
+    return 0;
+}
+
+static int each_setup(void **state)
+{
+    fxb_store_options opt = {.url = test_url};
+    fxb_err err;
+    fxb_store *s = fxb_store_new(&opt, &err);
+    if (s == NULL || !fxb_store_ping(s)) {
+        fprintf(stderr, "cannot reach %s\n", test_url);
+        fxb_store_free(s);
+        return -1;
+    }
+    redisReply *r = fxb_store_command(s, &err, "FLUSHDB");
+    if (r == NULL) {
+        fxb_store_free(s);
+        return -1;
+    }
+    freeReplyObject(r);
+    *state = s;
+    return 0;
+}
+
+static int each_teardown(void **state)
+{
+    fxb_store_free(*state);
+    return 0;
+}
+
+static long long stream_len(fxb_store *s, const char *key)
+{
+    fxb_err err;
+    redisReply *r = fxb_store_command(s, &err, "XLEN %s", key);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    long long n = r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+/* The value of field in the entry (an XRANGE element). */
+static const char *field(const redisReply *entry, const char *name)
+{
+    const redisReply *kv = entry->element[1];
+    for (size_t i = 0; i + 1 < kv->elements; i += 2)
+        if (strcmp(kv->element[i]->str, name) == 0)
+            return kv->element[i + 1]->str;
+    return NULL;
+}
+
+/* A string of n copies of c (n < 2048). */
+static const char *repeat(char *buf, char c, size_t n)
+{
+    memset(buf, c, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void parse_id(const char *id, uint64_t *ms, uint64_t *seq)
+{
+    char *end;
+    *ms = strtoull(id, &end, 10);
+    assert_int_equal(*end, '-');
+    *seq = strtoull(end + 1, &end, 10);
+    assert_int_equal(*end, '\0');
+}
+
+static void test_a_notice_holds_kind_title_body_ref_and_when(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    char id[32];
+    assert_int_equal(fxb_inbox_append(s, PERSON, "proxy.offered", "代办授权邀请",
+                                      "138****5678 请您代办", "g-1", 1700000000123, id, &err),
+                     FXB_OK);
+    redisReply *r = fxb_store_command(s, &err, "XRANGE %s - +", PERSON_KEY);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 1);
+    const redisReply *e = r->element[0];
+    assert_string_equal(e->element[0]->str, id);
+    assert_int_equal(e->element[1]->elements, 10); /* exactly five fields */
+    assert_string_equal(field(e, "kind"), "proxy.offered");
+    assert_string_equal(field(e, "title"), "代办授权邀请");
+    assert_string_equal(field(e, "body"), "138****5678 请您代办");
+    assert_string_equal(field(e, "ref"), "g-1");
+    assert_string_equal(field(e, "at_ms"), "1700000000123");
+    freeReplyObject(r);
+}
+
+static void test_absent_body_and_ref_are_empty(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    assert_int_equal(fxb_inbox_append(s, PERSON, "x", "t", NULL, NULL, 0, NULL, &err), FXB_OK);
+    redisReply *r = fxb_store_command(s, &err, "XRANGE %s - +", PERSON_KEY);
+    assert_non_null(r);
+    assert_int_equal(r->elements, 1);
+    assert_string_equal(field(r->element[0], "body"), "");
+    assert_string_equal(field(r->element[0], "ref"), "");
+    assert_string_equal(field(r->element[0], "at_ms"), "0");
+    freeReplyObject(r);
+}
+
+static void test_a_person_and_an_enterprise_each_have_their_own_key(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    char key[128];
+    assert_string_equal(fxb_inbox_tag(PERSON), "u");
+    assert_string_equal(fxb_inbox_tag(ENTERPRISE), "e");
+    /* not quite an enterprise id: an ordinary account id */
+    assert_string_equal(fxb_inbox_tag("e0123456789ABCDEF01234567"), "u");
+    assert_string_equal(fxb_inbox_tag("e0123456789abcdef0123456"), "u");
+    assert_null(fxb_inbox_tag(NULL));
+    assert_null(fxb_inbox_tag(""));
+    assert_null(fxb_inbox_tag("a}:b"));
+    assert_true(fxb_inbox_key(key, sizeof key, PERSON));
+    assert_string_equal(key, PERSON_KEY);
+    assert_true(fxb_inbox_key(key, sizeof key, ENTERPRISE));
+    assert_string_equal(key, "{e:" ENTERPRISE "}:inbox");
+    assert_false(fxb_inbox_key(key, 10, ENTERPRISE));
+    assert_false(fxb_inbox_key(key, sizeof key, "{u:1}"));
+
+    assert_int_equal(
+        fxb_inbox_append(s, ENTERPRISE, "benefit.granted", "企业补贴", NULL, NULL, 1, NULL, &err),
+        FXB_OK);
+    assert_int_equal(stream_len(s, "{e:" ENTERPRISE "}:inbox"), 1);
+    assert_int_equal(stream_len(s, PERSON_KEY), 0);
+}
+
+static void test_every_bound_is_checked_and_nothing_is_appended(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    char b1[2048], b2[2048], b3[2048], b4[2048], b5[2048];
+    const char *kind_max = repeat(b1, 'k', FXB_INBOX_KIND_MAX);
+    const char *title_max = repeat(b2, 't', FXB_INBOX_TITLE_MAX);
+    const char *body_max = repeat(b3, 'b', FXB_INBOX_BODY_MAX);
+    const char *ref_max = repeat(b4, 'r', FXB_INBOX_REF_MAX);
+    char long_id[FXB_KEY_ID_MAX + 2];
+    repeat(long_id, 'a', FXB_KEY_ID_MAX + 1);
+    char kind_long[FXB_INBOX_KIND_MAX + 2], title_long[FXB_INBOX_TITLE_MAX + 2];
+    char body_long[FXB_INBOX_BODY_MAX + 2], ref_long[FXB_INBOX_REF_MAX + 2];
+    repeat(kind_long, 'k', FXB_INBOX_KIND_MAX + 1);
+    repeat(title_long, 't', FXB_INBOX_TITLE_MAX + 1);
+    repeat(body_long, 'b', FXB_INBOX_BODY_MAX + 1);
+    repeat(ref_long, 'r', FXB_INBOX_REF_MAX + 1);
+    /* 199 bytes then a 3-byte character: 202 bytes, 200 characters */
+    repeat(b5, 't', FXB_INBOX_TITLE_MAX - 1);
+    strcat(b5, "知");
+    struct {
+        const char *subject, *kind, *title, *body, *ref, *field;
+    } bad[] = {
+        {NULL, "x", "t", "", "", "subject"},
+        {"", "x", "t", "", "", "subject"},
+        {"{u:1}", "x", "t", "", "", "subject"},
+        {"a:b", "x", "t", "", "", "subject"},
+        {long_id, "x", "t", "", "", "subject"},
+        {PERSON, NULL, "t", "", "", "kind"},
+        {PERSON, "", "t", "", "", "kind"},
+        {PERSON, kind_long, "t", "", "", "kind"},
+        {PERSON, "Proxy.Offered", "t", "", "", "kind"},
+        {PERSON, "proxy offered", "t", "", "", "kind"},
+        {PERSON, "proxy-offered", "t", "", "", "kind"},
+        {PERSON, "proxy:offered", "t", "", "", "kind"},
+        {PERSON, "x", NULL, "", "", "title"},
+        {PERSON, "x", "", "", "", "title"},
+        {PERSON, "x", title_long, "", "", "title"},
+        {PERSON, "x", b5, "", "", "title"},
+        {PERSON, "x", "bad \xff utf-8", "", "", "title"},
+        {PERSON, "x", "t", body_long, "", "body"},
+        {PERSON, "x", "t", "cut \xe7\x9f", "", "body"},
+        {PERSON, "x", "t", "", ref_long, "ref"},
+        {PERSON, "x", "t", "", "\xc0\xaf", "ref"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        fxb_err_clear(&err);
+        assert_int_equal(fxb_inbox_append(s, bad[i].subject, bad[i].kind, bad[i].title, bad[i].body,
+                                          bad[i].ref, 1, NULL, &err),
+                         FXB_INVALID_ARGUMENT);
+        assert_string_equal(err.reason, "INBOX_MESSAGE_INVALID");
+        if (strstr(err.message, bad[i].field) == NULL)
+            fail_msg("case %zu: message \"%s\" does not name %s", i, err.message, bad[i].field);
+    }
+    assert_int_equal(fxb_inbox_append(s, PERSON, "x", "t", "", "", -1, NULL, &err),
+                     FXB_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "at_ms"));
+    assert_int_equal(stream_len(s, PERSON_KEY), 0);
+
+    /* every bound itself is allowed */
+    assert_int_equal(
+        fxb_inbox_append(s, PERSON, kind_max, title_max, body_max, ref_max, 1, NULL, &err), FXB_OK);
+    assert_int_equal(
+        fxb_inbox_append(s, PERSON, "a.b_c.0.9", "一", "多行\n正文", "", 1, NULL, &err), FXB_OK);
+    assert_int_equal(stream_len(s, PERSON_KEY), 2);
+}
+
+static void test_ids_increase_with_every_append(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    char ids[50][32];
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(fxb_inbox_append(s, PERSON, "x", "t", NULL, NULL, i, ids[i], &err),
+                         FXB_OK);
+    for (int i = 1; i < 50; i++) {
+        uint64_t ms0, seq0, ms1, seq1;
+        parse_id(ids[i - 1], &ms0, &seq0);
+        parse_id(ids[i], &ms1, &seq1);
+        assert_true(ms1 > ms0 || (ms1 == ms0 && seq1 > seq0));
+    }
+    redisReply *r = fxb_store_command(s, &err, "XRANGE %s - +", PERSON_KEY);
+    assert_non_null(r);
+    assert_int_equal(r->elements, 50);
+    for (size_t i = 0; i < 50; i++) {
+        assert_string_equal(r->element[i]->element[0]->str, ids[i]);
+        char at[8];
+        snprintf(at, sizeof at, "%zu", i);
+        assert_string_equal(field(r->element[i], "at_ms"), at);
+    }
+    freeReplyObject(r);
+}
+
+static void test_the_inbox_keeps_about_the_latest_1000(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    const int total = FXB_INBOX_MAX + 600;
+    char last[32];
+    for (int i = 0; i < total; i++)
+        assert_int_equal(fxb_inbox_append(s, PERSON, "x", "t", NULL, NULL, i, last, &err), FXB_OK);
+    /* MAXLEN ~ trims whole stream nodes (100 entries by default): never
+     * below the cap, never a node's worth above it */
+    long long n = stream_len(s, PERSON_KEY);
+    assert_true(n >= FXB_INBOX_MAX);
+    assert_true(n < FXB_INBOX_MAX + 100);
+    redisReply *r = fxb_store_command(s, &err, "XREVRANGE %s + - COUNT 1", PERSON_KEY);
+    assert_non_null(r);
+    assert_string_equal(r->element[0]->element[0]->str, last);
+    char want[24];
+    snprintf(want, sizeof want, "%d", total - 1);
+    assert_string_equal(field(r->element[0], "at_ms"), want);
+    freeReplyObject(r);
+    /* what is kept is the newest: the oldest left is exactly n from the end */
+    r = fxb_store_command(s, &err, "XRANGE %s - + COUNT 1", PERSON_KEY);
+    assert_non_null(r);
+    snprintf(want, sizeof want, "%lld", total - n);
+    assert_string_equal(field(r->element[0], "at_ms"), want);
+    freeReplyObject(r);
+}
+
+static void test_unreachable_store_is_unavailable(void **state)
+{
+    (void)state;
+    fxb_store_options opt = {.url = "redis://127.0.0.1:1/6", .connect_timeout_ms = 200};
+    fxb_err err;
+    fxb_store *s = fxb_store_new(&opt, &err);
+    assert_non_null(s);
+    assert_int_equal(fxb_inbox_append(s, PERSON, "x", "t", NULL, NULL, 1, NULL, &err),
+                     FXB_UNAVAILABLE);
+    fxb_store_free(s);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, each_setup, each_teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_a_notice_holds_kind_title_body_ref_and_when),
+        T(test_absent_body_and_ref_are_empty),
+        T(test_a_person_and_an_enterprise_each_have_their_own_key),
+        T(test_every_bound_is_checked_and_nothing_is_appended),
+        T(test_ids_increase_with_every_append),
+        T(test_the_inbox_keeps_about_the_latest_1000),
+        cmocka_unit_test(test_unreachable_store_is_unavailable),
+    };
+    return cmocka_run_group_tests(tests, group_setup, NULL);
+}
