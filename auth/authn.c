@@ -77,6 +77,7 @@ static fxb_code check_delegation(fxb_ctx *ctx, const fxb_method *m, fxb_caller *
     /* the grant's scopes rule, not the token's copy */
     memcpy(caller->scope, live.scope, sizeof caller->scope);
     caller->grant_notify = live.notify;
+    caller->grant_expires_at_ms = live.expires_at_ms;
     if (!fxb_scope_has(caller->scope, m->access.scope))
         return fxb_err_set(err, FXB_PERMISSION_DENIED, FXB_OUT_OF_SCOPE, "超出代办授权范围",
                            "the proxy grant does not include %s", m->access.scope);
@@ -182,6 +183,7 @@ void fxb_authn_record_act(void *state, fxb_ctx *ctx, const fxb_caller *caller, c
         .reason = reason,
         .at_ms = fxb_wall_ms(),
         .notify = caller->grant_notify,
+        .grant_expires_at_ms = caller->grant_expires_at_ms,
     };
     fxb_err err;
     if (fxb_grant_record_act(fxb_ctx_store(ctx), &act, &err) != FXB_OK)

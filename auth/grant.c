@@ -53,14 +53,25 @@ fxb_code fxb_grant_check_live(fxb_store *s, const char *gid, const char *princip
 {
     out->notify = false;
     out->scope[0] = '\0';
+    out->expires_at_ms = 0;
     char key[FXB_KEY_ID_MAX + 16];
     if (!fxb_grant_key(key, sizeof key, gid))
         return revoked(err);
-    redisReply *r = fxb_store_command(
-        s, err,
-        "HMGET %s status principal agent valid_from_ms valid_until_ms notify_activity scope", key);
-    if (r == NULL)
+    /* one round trip: the record, and its expiry for the activity log */
+    const char *hmget[] = {"HMGET",          key,
+                           "status",         "principal",
+                           "agent",          "valid_from_ms",
+                           "valid_until_ms", "notify_activity",
+                           "scope"};
+    const char *pexpiretime[] = {"PEXPIRETIME", key};
+    fxb_store_cmd cmds[] = {{9, hmget, NULL}, {2, pexpiretime, NULL}};
+    redisReply *replies[2] = {NULL, NULL};
+    if (fxb_store_pipeline(s, err, 2, cmds, replies) != FXB_OK)
         return err->code;
+    redisReply *r = replies[0];
+    if (replies[1]->type == REDIS_REPLY_INTEGER && replies[1]->integer > 0)
+        out->expires_at_ms = replies[1]->integer;
+    freeReplyObject(replies[1]);
     fxb_code rc = FXB_OK;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 7 ||
         r->element[0]->type != REDIS_REPLY_STRING || !field_is(r->element[1], principal) ||
@@ -141,15 +152,32 @@ fxb_code fxb_grant_record_act(fxb_store *s, const fxb_grant_act *act, fxb_err *e
     const char *result = fxb_code_name((int)act->result);
     const char *reason = act->reason && act->result != FXB_OK ? act->reason : "";
     const char *agent = act->agent ? act->agent : "";
-    const char *keys[] = {gkey, key};
-    const char *args[] = {max,      "at_ms", at,       "method", act->method, "item", item,
-                          "result", result,  "reason", reason,   "agent",     agent};
-    redisReply *r = fxb_store_eval(s, err, &act_script, 2, keys,
-                                   (int)(sizeof args / sizeof args[0]), args, NULL);
-    if (r == NULL)
-        return err->code;
-    bool written = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-    freeReplyObject(r);
+    bool written;
+    if (act->grant_expires_at_ms > 0) {
+        /* the grant was read on this call: append without waiting for the
+         * reply (it is read before this connection's next command) */
+        char exp[24];
+        snprintf(exp, sizeof exp, "%" PRId64, act->grant_expires_at_ms);
+        const char *xadd[] = {"XADD",   key,    "MAXLEN", "~",         max,     "*",
+                              "at_ms",  at,     "method", act->method, "item",  item,
+                              "result", result, "reason", reason,      "agent", agent};
+        const char *pexpireat[] = {"PEXPIREAT", key, exp};
+        fxb_store_cmd cmds[] = {{(int)(sizeof xadd / sizeof xadd[0]), xadd, NULL},
+                                {3, pexpireat, NULL}};
+        if (fxb_store_send(s, err, 2, cmds) != FXB_OK)
+            return err->code;
+        written = true;
+    } else {
+        const char *keys[] = {gkey, key};
+        const char *args[] = {max,      "at_ms", at,       "method", act->method, "item", item,
+                              "result", result,  "reason", reason,   "agent",     agent};
+        redisReply *r = fxb_store_eval(s, err, &act_script, 2, keys,
+                                       (int)(sizeof args / sizeof args[0]), args, NULL);
+        if (r == NULL)
+            return err->code;
+        written = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+    }
     if (!written || !act->notify || act->principal == NULL)
         return FXB_OK;
     char body[FXB_INBOX_BODY_MAX];

@@ -70,6 +70,7 @@ bool fxb_grant_activity_key(char *buf, size_t cap, const char *gid);
 typedef struct fxb_grant_live {
     char scope[FXB_SCOPE_CLAIM_MAX + 1];
     bool notify;
+    int64_t expires_at_ms; /* the record's expiry (PEXPIRETIME); 0 = none or unknown */
 } fxb_grant_live;
 
 /* The live state of a grant for a delegated call made by agent for
@@ -100,6 +101,12 @@ typedef struct fxb_grant_act {
     const char *reason;
     int64_t at_ms;
     bool notify; /* also an inbox notice to the principal */
+    /* The record's expiry as read on this call (fxb_grant_live), or 0.
+     * Known: the entry is sent without waiting for its reply (one round
+     * trip saved on every delegated call) and expires with the record.
+     * 0: one script checks the record exists first (refused calls whose
+     * grant may be gone). */
+    int64_t grant_expires_at_ms;
 } fxb_grant_act;
 
 fxb_code fxb_grant_record_act(fxb_store *s, const fxb_grant_act *act, fxb_err *err);

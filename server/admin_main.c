@@ -17,6 +17,7 @@
 #include "services/identity/registry.h"
 #include "store/crypto.h"
 #include "store/demo.h"
+#include "server/admin_cmds.h"
 #include "store/migrate.h"
 #include "store/rekey.h"
 #include "store/store.h"
@@ -42,6 +43,20 @@ static void usage(FILE *out)
                  "  enterprise-registry import FILE\n"
                  "                     import the dev enterprise registry (development only):\n"
                  "                     lines `credit_code,name,legal_rep_id_number` or NDJSON\n"
+                 "  catalog import [FILE]\n"
+                 "                     load service items, guides and bundles from JSON (default:\n"
+                 "                     the embedded seed data/catalog/xinxiang.json); a changed\n"
+                 "                     guide becomes a new version\n"
+                 "  catalog show CODE  print an item and its current guide version\n"
+                 "  calendar import [FILE]\n"
+                 "                     load working-day calendars from JSON (default: the\n"
+                 "                     embedded seed data/calendar/cn.json, 2024-2026)\n"
+                 "  calendar show YEAR print a year's holidays and make-up working days\n"
+                 "  calendar set YYYYMMDD holiday|workday|normal [NAME]\n"
+                 "                     change one day of a year's calendar\n"
+                 "  licence issue --phone P --type T --number N --issuer NAME [--valid-until YYYYMMDD]\n"
+                 "                     put an electronic licence in a wallet (development only:\n"
+                 "                     stands for the licence platform)\n"
                  "  version            print the version\n\n");
     fxb_config_print_help(out);
 }
@@ -363,6 +378,17 @@ int main(int argc, char **argv)
         return cmd_rekey(&cfg, &so, argc, argv, i);
     if (strcmp(cmd, "staff") == 0)
         return cmd_staff(&cfg, &so, argc, argv, i);
+    static const struct {
+        const char *name;
+        fxb_admin_cmd_fn fn;
+    } module_cmds[] = {
+        {"catalog", fxb_admin_catalog},
+        {"calendar", fxb_admin_calendar},
+        {"licence", fxb_admin_licence},
+    };
+    for (size_t k = 0; k < sizeof module_cmds / sizeof module_cmds[0]; k++)
+        if (strcmp(cmd, module_cmds[k].name) == 0)
+            return module_cmds[k].fn(&cfg, &so, argc, argv, i);
     if (strcmp(cmd, "demo-load") == 0) {
         if (i < argc) {
             fprintf(stderr, "fxb-admin: demo-load takes no arguments\n");

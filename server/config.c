@@ -59,6 +59,8 @@ static const setting settings[] = {
     {"FXB_LOG_LEVEL", K_LEVEL, FIELD(log_level), 0, 0, "minimum log level"},
     {"FXB_MAX_RECV_BYTES", K_SIZE, FIELD(max_recv_bytes), 1024, 67108864,
      "largest request message in bytes"},
+    {"FXB_UPLOAD_MAX_BYTES", K_SIZE, FIELD(upload_max_bytes), 1024, 104857600,
+     "largest material upload in bytes (MaterialService)"},
     {"FXB_MAX_CONCURRENT_STREAMS", K_INT, FIELD(max_concurrent_streams), 1, 100000,
      "concurrent calls per HTTP/2 connection"},
     {"FXB_KEEPALIVE_TIME_MS", K_INT, FIELD(keepalive_time_ms), 10000, 86400000,
@@ -404,6 +406,7 @@ void fxb_config_defaults(fxb_config *cfg)
     cfg->env = FXB_ENV_DEVELOPMENT;
     cfg->log_level = FXB_LOG_INFO;
     cfg->max_recv_bytes = 4194304;
+    cfg->upload_max_bytes = 10485760;
     cfg->max_concurrent_streams = 1000;
     cfg->keepalive_time_ms = 7200000;
     cfg->keepalive_timeout_ms = 20000;

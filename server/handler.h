@@ -88,6 +88,7 @@ typedef struct fxb_caller {
     char grant_id[FXB_ID_MAX + 1];
     char scope[FXB_SCOPE_CLAIM_MAX + 1]; /* the grant's canonical scopes */
     bool grant_notify;                   /* the principal wants a notice per act */
+    int64_t grant_expires_at_ms;         /* the grant record's expiry (activity log) */
 } fxb_caller;
 
 /* What a streaming callback wants next. */

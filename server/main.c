@@ -24,12 +24,15 @@
 #include "auth/token.h"
 #include "services/accessibility/accessibility.h"
 #include "services/auth/auth_service.h"
+#include "services/calendar/calendar.h"
+#include "services/catalog/catalog.h"
 #include "services/diag/diag.h"
 #include "services/enterprise/enterprise.h"
 #include "services/health/health.h"
 #include "services/identity/devkey.h"
 #include "services/identity/identity.h"
 #include "services/inbox/inbox.h"
+#include "services/material/material.h"
 #include "services/proxy/proxy.h"
 #include "services/reflection/reflection.h"
 #include "services/system/system.h"
@@ -307,6 +310,10 @@ int main(int argc, char **argv)
     fxb_enterprise_service_init(&ent);
     fxb_proxy_deps proxy = {.crypto = auth.crypto};
     fxb_proxy_service_init(&proxy);
+    fxb_material_deps material = {.crypto = auth.crypto,
+                                  .data_dir = cfg.data_dir,
+                                  .max_upload_bytes = cfg.upload_max_bytes};
+    fxb_material_service_init(&material);
 
     grpc_init();
     fxb_server *srv = fxb_server_new(&cfg, &err);

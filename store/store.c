@@ -44,6 +44,7 @@ struct fxb_store {
     long long backoff_ms;      /* wait after the next failed connect */
     long long next_attempt_ms; /* monotonic; no connect before this */
     bool proven;               /* the current connection has answered */
+    unsigned pending;          /* replies of fxb_store_send not read yet */
     char last_cause[128];      /* why the last connect failed, for messages */
 };
 
@@ -246,6 +247,7 @@ static void mark_dead(fxb_store *s)
              s->c->err ? s->c->errstr : "connection lost");
     redisFree(s->c);
     s->c = NULL;
+    s->pending = 0;
     if (s->proven)
         s->next_attempt_ms = 0;
     else
@@ -308,9 +310,32 @@ static bool try_connect(fxb_store *s)
     return true;
 }
 
+/* Reads the replies of commands sent without waiting (fxb_store_send):
+ * an error reply is counted, a lost connection dropped. */
+static void drain(fxb_store *s)
+{
+    size_t errors = 0;
+    while (s->c != NULL && s->pending > 0) {
+        void *r = NULL;
+        if (redisGetReply(s->c, &r) != REDIS_OK || r == NULL) {
+            mark_dead(s);
+            errors++;
+            break;
+        }
+        s->pending--;
+        note_answer(s);
+        if (((redisReply *)r)->type == REDIS_REPLY_ERROR)
+            errors++;
+        freeReplyObject(r);
+    }
+    count_errors(errors);
+}
+
 /* Makes sure s->c is usable, reconnecting if the backoff allows. */
 static fxb_code ensure_connected(fxb_store *s, fxb_err *err)
 {
+    if (s->c != NULL && s->pending > 0)
+        drain(s); /* before the staleness check: those replies are readable */
     if (s->c != NULL && (s->c->err || looks_stale(s->c)))
         mark_dead(s);
     if (s->c != NULL)
@@ -462,6 +487,41 @@ fxb_code fxb_store_pipeline(fxb_store *s, fxb_err *err, size_t n, const fxb_stor
     }
     count_errors(errors);
     return FXB_OK;
+}
+
+fxb_code fxb_store_send(fxb_store *s, fxb_err *err, size_t n, const fxb_store_cmd *cmds)
+{
+    if (n > 0 && cmds == NULL) {
+        count_error();
+        return fxb_err_set(err, FXB_INTERNAL, "STORE_ERROR", ZH_INTERNAL,
+                           "bad call to fxb_store_send");
+    }
+    fxb_code rc = ensure_connected(s, err);
+    if (rc != FXB_OK)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (redisAppendCommandArgv(s->c, cmds[i].argc, cmds[i].argv, cmds[i].argvlen) != REDIS_OK) {
+            mark_dead(s);
+            return unavailable(s, err, "could not queue a command");
+        }
+    }
+    int done = 0;
+    while (!done) {
+        if (redisBufferWrite(s->c, &done) != REDIS_OK) {
+            char cause[128];
+            snprintf(cause, sizeof cause, "%s", s->c->errstr[0] ? s->c->errstr : "I/O error");
+            mark_dead(s);
+            return unavailable(s, err, cause);
+        }
+    }
+    s->pending += (unsigned)n;
+    return FXB_OK;
+}
+
+void fxb_store_drain(fxb_store *s)
+{
+    if (s != NULL)
+        drain(s);
 }
 
 bool fxb_store_ping(fxb_store *s)

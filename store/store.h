@@ -67,6 +67,18 @@ typedef struct fxb_store_cmd {
 fxb_code fxb_store_pipeline(fxb_store *s, fxb_err *err, size_t n, const fxb_store_cmd *cmds,
                             redisReply **replies);
 
+/* Sends n commands and returns once they are written to Redis, without
+ * waiting for their replies: for writes whose outcome the call does not
+ * need (an activity log entry), saving a round trip. The replies are read
+ * before the next command on this connection (or by fxb_store_drain); an
+ * error reply or a lost connection then only counts in
+ * fxb_store_error_count. FXB_OK once written; UNAVAILABLE (nothing or only
+ * part sent: the connection is dropped) otherwise. */
+fxb_code fxb_store_send(fxb_store *s, fxb_err *err, size_t n, const fxb_store_cmd *cmds);
+
+/* Reads the replies of fxb_store_send commands still pending. */
+void fxb_store_drain(fxb_store *s);
+
 /* A Lua script known to the server. Declare them static; the SHA-1 is
  * computed on first use (thread-safe). */
 typedef struct fxb_script {

@@ -506,7 +506,7 @@ static fxb_code record_identity(fxb_ctx *ctx, const char *ikey, const fxb_idnumb
                              &name_enc, err);
     if (rc != FXB_OK)
         return rc;
-    char birth[16], now_text[24], level[4];
+    char birth[16], now_text[24], level[12];
     snprintf(birth, sizeof birth, "%08" PRId64, num->birth);
     snprintf(now_text, sizeof now_text, "%" PRId64, now);
     snprintf(level, sizeof level, "%d", level_verified);

@@ -281,7 +281,7 @@ static fxb_code list_messages(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
     stream_id before_id = {0, 0};
     if (before[0] != '\0' && !id_parse(before, &before_id))
         return bad_id(ctx, "before_id");
-    const char *subject;
+    const char *subject = NULL;
     fxb_code rc = resolve_subject(ctx, req->enterprise_id, &subject);
     if (rc != FXB_OK)
         return rc;
@@ -346,7 +346,7 @@ static fxb_code mark_read(fxb_ctx *ctx, const ProtobufCMessage *req_msg, Protobu
     stream_id up_to;
     if (!id_parse(req->up_to_id, &up_to))
         return bad_id(ctx, "up_to_id");
-    const char *subject;
+    const char *subject = NULL;
     fxb_code rc = resolve_subject(ctx, req->enterprise_id, &subject);
     if (rc != FXB_OK)
         return rc;

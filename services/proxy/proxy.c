@@ -1594,7 +1594,7 @@ static fxb_code list_grants(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
     if ((unsigned)req->state > FXB__V1__GRANT_STATE__GRANT_STATE_ENDED)
         return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, "STATE_INVALID", "查询条件不正确",
                             "state is not a known GrantState");
-    size_t page;
+    size_t page = 0;
     fxb_code rc = page_size_check(ctx, req->page_size, &page);
     if (rc != FXB_OK)
         return rc;
@@ -1879,7 +1879,7 @@ static fxb_code list_grant_activity(fxb_ctx *ctx, const ProtobufCMessage *req_ms
     fxb_arena *a = fxb_ctx_arena(ctx);
     int64_t now = fxb_wall_ms();
     fxb_err err;
-    size_t page;
+    size_t page = 0;
     fxb_code rc = gid_check(ctx, req->grant_id);
     if (rc == FXB_OK)
         rc = page_size_check(ctx, req->page_size, &page);

@@ -328,6 +328,50 @@ static void test_pipeline_of_no_commands_succeeds(void **state)
     fxb_store_free(s);
 }
 
+static void test_send_does_not_wait_and_later_replies_stay_paired(void **state)
+{
+    (void)state;
+    fxb_store *s = open_shared();
+    fxb_err err;
+    const char *k = key("send");
+    const char *a0[] = {"SET", k, "1"};
+    const char *a1[] = {"HGET", k, "f"}; /* WRONGTYPE: an error reply, counted when read */
+    const char *a2[] = {"INCR", k};
+    fxb_store_cmd cmds[] = {{3, a0, NULL}, {3, a1, NULL}, {2, a2, NULL}};
+    uint64_t errors = fxb_store_error_count();
+    assert_int_equal(fxb_store_send(s, &err, 3, cmds), FXB_OK);
+    /* written: another connection sees the effect */
+    fxb_store *other = open_shared();
+    redisReply *r = NULL;
+    for (int i = 0; i < 100; i++) {
+        r = fxb_store_command(other, &err, "GET %s", k);
+        assert_non_null(r);
+        if (r->type == REDIS_REPLY_STRING && strcmp(r->str, "2") == 0)
+            break;
+        freeReplyObject(r);
+        r = NULL;
+        sleep_ms(10);
+    }
+    assert_non_null(r);
+    freeReplyObject(r);
+    fxb_store_free(other);
+    /* the next command gets its own reply, not one of the three */
+    r = fxb_store_command(s, &err, "GET %s", k);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "2");
+    freeReplyObject(r);
+    assert_int_equal(fxb_store_error_count(), errors + 1);
+    assert_true(fxb_store_connected(s));
+    /* replies drained explicitly, then a pipeline pairs as usual */
+    assert_int_equal(fxb_store_send(s, &err, 1, &cmds[2]), FXB_OK);
+    fxb_store_drain(s);
+    fxb_store_drain(s);
+    assert_true(fxb_store_ping(s));
+    freeReplyObject(fxb_store_command(s, &err, "DEL %s", k));
+    fxb_store_free(s);
+}
+
 /* ---- scripts ---------------------------------------------------------- */
 
 static fxb_script echo_script = FXB_SCRIPT(
@@ -758,6 +802,7 @@ int main(void)
         cmocka_unit_test(test_error_reply_cap_never_splits_a_utf8_character),
         cmocka_unit_test(test_pipeline_returns_every_reply_in_order),
         cmocka_unit_test(test_pipeline_of_no_commands_succeeds),
+        cmocka_unit_test(test_send_does_not_wait_and_later_replies_stay_paired),
         cmocka_unit_test(test_eval_runs_script_with_keys_and_args),
         cmocka_unit_test(test_eval_sha_is_the_one_redis_computes),
         cmocka_unit_test(test_eval_maps_fxb_error_reply_to_code_reason_and_message),
