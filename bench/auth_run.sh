@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The authentication benchmark: an authenticated unary RPC (token check + one
 # Redis round trip) against the same RPC without auth, side by side in one
-# run, with N_TOKENS distinct live tokens in rotation. See bench/README.md.
+# run, with N_TOKENS distinct live tokens in rotation; and the same RPC made
+# under a proxy grant with N_TOKENS delegated tokens (deleg). See
+# bench/README.md.
 #
 # Settings (environment variables):
 #   DURATION=3      seconds of each measured run
@@ -12,16 +14,18 @@
 #   ROUNDS=9        quiet rounds wanted; each target runs once per round, in
 #                   an order that rotates; the table shows medians, the
 #                   verdict the median of the per-round auth/noauth ratios
+#                   (and deleg/auth the same way, as an extra line)
 #   QUIET_MAX=0.10  a round is noisy when, during one of its runs, other
 #                   processes used more than this many cores; noisy rounds
 #                   are left out of the figures when >= 3 rounds are quiet
 #   EXTRA_ROUNDS=12 rounds that may be added to replace noisy ones
 #   WARMUP=         warm-up calls before each measured run (default 5000)
-#   N_TOKENS=1000   distinct tokens in rotation for the auth row
+#   N_TOKENS=1000   distinct tokens in rotation for the auth row, and
+#                   distinct delegated tokens (one grant each) for deleg
 #   MISS_TOKENS=4096  distinct tokens in rotation for the miss row, against a
 #                   second fxb-server whose token cache holds 1024 (the
 #                   smallest allowed): every call misses the cache
-#   TARGETS="noauth auth auth1 miss"   rows to measure (see bench/README.md)
+#   TARGETS="noauth auth auth1 miss deleg"   rows to measure (bench/README.md)
 #   GOAL=0.80       the goal ratio auth / noauth
 #   TOKEN_BENCH=1   0: skip the fxb-bench-token figures (cache-miss path)
 #   BUILD_DIR=      where the binaries are (default build/, see run.sh)
@@ -47,7 +51,7 @@ EXTRA_ROUNDS=${EXTRA_ROUNDS:-12}
 WARMUP=${WARMUP:-5000}
 N_TOKENS=${N_TOKENS:-1000}
 MISS_TOKENS=${MISS_TOKENS:-4096}
-TARGETS=${TARGETS:-"noauth auth auth1 miss"}
+TARGETS=${TARGETS:-"noauth auth auth1 miss deleg"}
 GOAL=${GOAL:-0.80}
 TOKEN_BENCH=${TOKEN_BENCH:-1}
 BUILD_DIR=${BUILD_DIR:-}
@@ -60,9 +64,14 @@ START_TIMEOUT=${START_TIMEOUT:-20}
 PERF=${PERF:-0}
 # Access tokens live at most 900 s: the whole measuring must fit in that.
 TOKEN_TTL_S=900
+# Delegated tokens live at most 600 s (FXB_GRANT_TOKEN_TTL_S) from their
+# exchange, which comes right after the sign-ins: with deleg, the measuring
+# must fit in that instead.
+DELEG_TTL_S=600
 
 ECHO_PATH=/fxb.v1.DiagService/Echo
 PROBE_PATH=/fxb.v1.DiagService/ProbeSignedIn
+DELEG_PATH=/fxb.v1.DiagService/ProbeDelegated
 
 log() { echo "auth-bench: $*" >&2; }
 die() {
@@ -83,24 +92,31 @@ done
 [[ $PERF == 1 ]] && KEEP_TMP=1
 read -r -a TARGET_LIST <<<"$TARGETS"
 NEED_MISS=0
+NEED_DELEG=0
 ((${#TARGET_LIST[@]} > 0)) || die "TARGETS is empty"
 for t in "${TARGET_LIST[@]}"; do
     case $t in
     noauth | auth | auth1) ;;
     miss) NEED_MISS=1 ;;
-    *) die "unknown target '$t' (noauth, auth, auth1, miss)" ;;
+    deleg) NEED_DELEG=1 ;;
+    *) die "unknown target '$t' (noauth, auth, auth1, miss, deleg)" ;;
     esac
 done
 N_SIGNIN=$N_TOKENS
 ((NEED_MISS && MISS_TOKENS > N_SIGNIN)) && N_SIGNIN=$MISS_TOKENS
+# deleg: a principal and an agent account per delegated token
+((NEED_DELEG && 2 * N_TOKENS > N_SIGNIN)) && N_SIGNIN=$((2 * N_TOKENS))
+((N_SIGNIN <= 100000)) || die "deleg needs 2 x N_TOKENS accounts: at most 100000"
 # 1024 entries in 64 shards of 16: a fixed rotation misses every time only
 # when every shard sees more than 16 of the tokens
 ((NEED_MISS == 0 || MISS_TOKENS >= 4096)) ||
     log "WARNING: MISS_TOKENS=$MISS_TOKENS: some calls of the miss row may hit the cache"
 # warm-up at ~10k calls/s is well under a second; 30 s of slack for the rest
 budget=$((ROUNDS * ${#TARGET_LIST[@]} * (DURATION + 3) + 30))
-((budget < TOKEN_TTL_S - 60)) ||
-    die "ROUNDS x targets x DURATION (~${budget}s) would outlive the ${TOKEN_TTL_S}s tokens"
+TTL_S=$TOKEN_TTL_S
+((NEED_DELEG)) && TTL_S=$DELEG_TTL_S
+((budget < TTL_S - 60)) ||
+    die "ROUNDS x targets x DURATION (~${budget}s) would outlive the ${TTL_S}s tokens"
 
 if [[ -x /usr/bin/python3 ]]; then PY=/usr/bin/python3; else PY=python3; fi
 command -v "$PY" >/dev/null || die "python3 is needed"
@@ -124,6 +140,7 @@ need_cmd() { # need_cmd COMMAND DEBIAN_PACKAGE
     command -v "$1" >/dev/null || die "$1 still missing after installing $2"
 }
 need_cmd redis-server redis-server
+need_cmd redis-cli redis-tools
 need_cmd timeout coreutils
 command -v protoc >/dev/null || die "protoc not found (it builds fxb: apt-get install protobuf-compiler)"
 
@@ -280,6 +297,10 @@ start_bg fxb-server env FXB_ENV=development FXB_LISTEN="127.0.0.1:$FXB_PORT" \
     FXB_LOG_LEVEL=warn FXB_DATA_DIR="$TMP/data" FXB_WORKERS="$WORKERS" \
     FXB_OTP_DAILY_IP=100000 FXB_OTP_DAILY_PHONE=1000 FXB_ACCESS_TOKEN_TTL_S=$TOKEN_TTL_S \
     "$BUILD_DIR/fxb-server"
+# the first fxb-server up before the second starts: a development server
+# generates the eKYC simulator's key pair in FXB_DATA_DIR/keys/ekyc when it
+# is missing, and two doing it at once in the same folder can fail
+wait_port fxb-server "${PID[fxb-server]}" "$FXB_PORT"
 if ((NEED_MISS)); then
     # The same keys and Redis (it accepts the tokens the first one issued),
     # with the smallest token cache: MISS_TOKENS in a fixed rotation through
@@ -290,16 +311,23 @@ if ((NEED_MISS)); then
         "$BUILD_DIR/fxb-server"
     wait_port fxb-server-miss "${PID[fxb-server-miss]}" "$MISS_PORT"
 fi
-wait_port fxb-server "${PID[fxb-server]}" "$FXB_PORT"
 
 # --- tokens -----------------------------------------------------------------
 mkdir -p "$TMP/py"
-protoc -I"$ROOT/proto" --python_out="$TMP/py" "$ROOT/proto/fxb/v1/auth.proto" ||
-    die "protoc --python_out failed"
-log "signing in $N_SIGNIN accounts"
+protoc -I"$ROOT/proto" --python_out="$TMP/py" "$ROOT/proto/fxb/v1/auth.proto" \
+    "$ROOT/proto/fxb/v1/proxy.proto" || die "protoc --python_out failed"
+DELEG_ARGS=()
+if ((NEED_DELEG)); then
+    DELEG_ARGS=(--delegated-out "$TMP/deleg-tokens.txt" --delegated "$N_TOKENS"
+        --grants-out "$TMP/grants.txt")
+    log "signing in $N_SIGNIN accounts, then $N_TOKENS delegated tokens (ExchangeToken)"
+else
+    log "signing in $N_SIGNIN accounts"
+fi
 SIGNED_IN_AT=$SECONDS # the first token's lifetime starts here
 fg_run 300 "$TMP/signin.log" "$PY" "$ROOT/bench/auth_signin.py" --target "127.0.0.1:$FXB_PORT" \
-    --redis-url "$REDIS_URL" --py-dir "$TMP/py" --out "$TMP/all-tokens.txt" -n "$N_SIGNIN" || {
+    --redis-url "$REDIS_URL" --py-dir "$TMP/py" --out "$TMP/all-tokens.txt" -n "$N_SIGNIN" \
+    "${DELEG_ARGS[@]}" || {
     cat "$TMP/signin.log" >&2
     die "signing in failed"
 }
@@ -307,6 +335,12 @@ cat "$TMP/signin.log" >&2
 head -n "$N_TOKENS" "$TMP/all-tokens.txt" >"$TMP/tokens.txt"
 head -n "$MISS_TOKENS" "$TMP/all-tokens.txt" >"$TMP/miss-tokens.txt"
 head -n1 "$TMP/tokens.txt" >"$TMP/token1.txt"
+DELEG_EXPIRES_AT=0 # epoch seconds: the first delegated token expires then
+if ((NEED_DELEG)); then
+    DELEG_EXPIRES_AT=$(awk 'NR == 1 || $2 < m { m = $2 } END { printf "%d", m / 1000 }' \
+        "$TMP/grants.txt")
+    ((DELEG_EXPIRES_AT > EPOCHSECONDS)) || die "the delegated tokens have expired already"
+fi
 
 # --- measuring --------------------------------------------------------------
 printf '\x20\x01' >"$TMP/echo.bin"  # EchoRequest{touch_store: true}
@@ -318,6 +352,7 @@ target_args() { # target_args TARGET: PORT SERVER_PID METHOD BODY TOKENS
     auth) echo "$FXB_PORT ${PID[fxb-server]} $PROBE_PATH $TMP/probe.bin $TMP/tokens.txt" ;;
     auth1) echo "$FXB_PORT ${PID[fxb-server]} $PROBE_PATH $TMP/probe.bin $TMP/token1.txt" ;;
     miss) echo "$MISS_PORT ${PID[fxb-server-miss]} $PROBE_PATH $TMP/probe.bin $TMP/miss-tokens.txt" ;;
+    deleg) echo "$FXB_PORT ${PID[fxb-server]} $DELEG_PATH $TMP/probe.bin $TMP/deleg-tokens.txt" ;;
     esac
 }
 
@@ -337,6 +372,10 @@ while ((quiet_rounds < ROUNDS && r < ROUNDS + EXTRA_ROUNDS)); do
     r=$((r + 1))
     if ((SECONDS - SIGNED_IN_AT > TOKEN_TTL_S - 60 - n_targets * (DURATION + 3))); then
         log "stopping after $((r - 1)) rounds: the tokens expire soon"
+        break
+    fi
+    if ((NEED_DELEG && EPOCHSECONDS > DELEG_EXPIRES_AT - 60 - n_targets * (DURATION + 3))); then
+        log "stopping after $((r - 1)) rounds: the delegated tokens expire soon"
         break
     fi
     noisy=0
@@ -399,7 +438,8 @@ for r in basis:
 what = {"noauth": "Echo{touch_store}, no token (baseline)",
         "auth": "ProbeSignedIn{touch_store}, rotating tokens",
         "auth1": "ProbeSignedIn{touch_store}, one token",
-        "miss": "ProbeSignedIn{touch_store}, all cache misses"}
+        "miss": "ProbeSignedIn{touch_store}, all cache misses",
+        "deleg": "ProbeDelegated{touch_store}, delegated tokens"}
 med = lambda rs, k: statistics.median(float(r[k]) for r in rs if k in r)
 has = lambda rs, k: all(k in r for r in rs)
 print("medians over %s" % ("the %d quiet rounds" % len(basis) if basis is quiet else
@@ -429,6 +469,8 @@ for r in sorted(by_round):
     pair = ""
     if "noauth" in rr and "auth" in rr:
         pair = ", auth/noauth %.1f%%" % (100 * float(rr["auth"]["rps"]) / float(rr["noauth"]["rps"]))
+    if "deleg" in rr and "auth" in rr:
+        pair += ", deleg/auth %.1f%%" % (100 * float(rr["deleg"]["rps"]) / float(rr["auth"]["rps"]))
     steal = max(float(x.get("steal_cores", 0)) for x in rr.values())
     print("  round %d: %s%s; others up to %.2f cores%s%s" % (
         r, ", ".join(cells), pair, others(rr), " (steal %.2f)" % steal if steal >= 0.01 else "",
@@ -439,6 +481,19 @@ redis = [float(kv["cpu1_cores"]) for kv in allrs if "cpu1_cores" in kv]
 print("client fxb-bench-auth: %.2f cores, redis-server: %.2f cores (medians over all runs)" % (
     statistics.median(clients), statistics.median(redis) if redis else float("nan")))
 rc = 0
+dpairs = [by_round[r] for r in basis if "deleg" in by_round[r] and "auth" in by_round[r]]
+if dpairs:
+    dr = [float(rr["deleg"]["rps"]) / float(rr["auth"]["rps"]) for rr in dpairs]
+    print("deleg / auth: %.1f%% (median of the per-round ratios, %.1f..%.1f%%; ratio of the "
+          "medians %.1f%%)" % (100 * statistics.median(dr), 100 * min(dr), 100 * max(dr),
+                               100 * med(rows["deleg"], "rps") / med(rows["auth"], "rps")))
+    for i, name in ((0, "fxb-server"), (1, "redis-server")):
+        k = "cpu%d_us_per_call" % i
+        d = [float(rr["deleg"][k]) - float(rr["auth"][k]) for rr in dpairs
+             if k in rr["deleg"] and k in rr["auth"]]
+        if d:
+            print("%s CPU per call, deleg - auth: %+.1f us (median of the per-round "
+                  "differences)" % (name, statistics.median(d)))
 pairs = [by_round[r] for r in basis if "noauth" in by_round[r] and "auth" in by_round[r]]
 if pairs:
     ratio = statistics.median(float(rr["auth"]["rps"]) / float(rr["noauth"]["rps"]) for rr in pairs)
@@ -464,6 +519,16 @@ sys.exit(rc)
 EOF
 ((report_rc == 0 || report_rc == 3)) || die "the report failed (exit $report_rc)"
 tee -a "$TMP/report.txt" <"$TMP/table.txt"
+if ((NEED_DELEG)); then
+    # every delegated call appends an act to its grant's activity stream
+    read -r gid _ <"$TMP/grants.txt"
+    xlen=$(redis-cli -p "$REDIS_PORT" XLEN "{g:$gid}:activity") || die "redis-cli XLEN failed"
+    deleg_calls=$(awk '$2 == "label=deleg" { for (i = 3; i <= NF; i++) if ($i ~ /^calls=/) \
+        n += substr($i, 7) } END { printf "%d", n }' "$RESULTS")
+    echo "activity stream of one grant ({g:$gid}:activity): $xlen acts (the exchange," \
+        "plus its share of the $deleg_calls measured deleg calls and of the warm-ups)" |
+        tee -a "$TMP/report.txt"
+fi
 
 if [[ $TOKEN_BENCH == 1 && ! -x $BUILD_DIR/fxb-bench-token ]]; then
     log "no $BUILD_DIR/fxb-bench-token: the per-token figures are left out"
