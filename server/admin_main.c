@@ -54,7 +54,8 @@ static void usage(FILE *out)
                  "  calendar show YEAR print a year's holidays and make-up working days\n"
                  "  calendar set YYYYMMDD holiday|workday|normal [NAME]\n"
                  "                     change one day of a year's calendar\n"
-                 "  licence issue --phone P --type T --number N --issuer NAME [--valid-until YYYYMMDD]\n"
+                 "  licence issue --phone P --type T --name NAME --number N --issuer ISSUER\n"
+                 "                [--valid-until YYYYMMDD]\n"
                  "                     put an electronic licence in a wallet (development only:\n"
                  "                     stands for the licence platform)\n"
                  "  version            print the version\n\n");

@@ -328,7 +328,9 @@ int main(int argc, char **argv)
                                      &fxb_reflection_service,    &fxb_auth_service,
                                      &fxb_accessibility_service, &fxb_identity_service,
                                      &fxb_enterprise_service,    &fxb_proxy_service,
-                                     &fxb_inbox_service,         &fxb_diag_service};
+                                     &fxb_inbox_service,         &fxb_catalog_service,
+                                     &fxb_calendar_service,      &fxb_material_service,
+                                     &fxb_diag_service};
     size_t n_services = sizeof services / sizeof services[0] - (cfg.diag ? 0 : 1);
     const char *paths[FXB_MAX_METHODS];
     size_t n_paths = 0;

@@ -15,7 +15,9 @@
 #include "store/keys.h"
 
 /* A sealed hash field: the keys it lives in (prefix + owner + suffix),
- * the AAD label, and where the owner id comes from (the key). */
+ * the AAD label, and where the owner id comes from (the key). A suffix
+ * ending in '*' stands for its text followed by one more id (keys such as
+ * {u:<owner>}:material:<mid>, one per record). */
 typedef struct sealed_field {
     const char *match; /* SCAN MATCH pattern */
     const char *prefix;
@@ -33,6 +35,9 @@ static const sealed_field fields[] = {
     /* services/identity/identity.c */
     {"{u:*}:identity", "{u:", "}:identity", "id_enc", "id_number"},
     {"{u:*}:identity", "{u:", "}:identity", "name_enc", "real_name"},
+    /* services/material/material.c: licence numbers, one hash per material */
+    {"{u:*}:material:*", "{u:", "}:material:*", "number_enc", "licence"},
+    {"{e:*}:material:*", "{e:", "}:material:*", "number_enc", "licence"},
     /* services/identity/registry.c: owner is the record's blind index */
     {"fxb:registry:dev:*", "fxb:registry:dev:", "", "district_enc", "registry_district"},
 };
@@ -53,6 +58,19 @@ static fxb_script cas_script =
 static bool owner_of(const sealed_field *f, const char *key, char *owner, size_t cap)
 {
     size_t n = strlen(key), pn = strlen(f->prefix), sn = strlen(f->suffix);
+    if (sn > 0 && f->suffix[sn - 1] == '*') {
+        /* prefix + owner + suffix text + record id */
+        const char *mark = strncmp(key, f->prefix, pn) == 0 ? strchr(key + pn, '}') : NULL;
+        if (mark == NULL || strncmp(mark, f->suffix, sn - 1) != 0 ||
+            !fxb_key_id_valid(mark + sn - 1))
+            return false;
+        size_t on = (size_t)(mark - key) - pn;
+        if (on == 0 || on >= cap || on > FXB_CRYPTO_OWNER_MAX)
+            return false;
+        memcpy(owner, key + pn, on);
+        owner[on] = '\0';
+        return fxb_key_id_valid(owner);
+    }
     if (n <= pn + sn || strncmp(key, f->prefix, pn) != 0 || strcmp(key + n - sn, f->suffix) != 0)
         return false;
     size_t on = n - pn - sn;

@@ -26,7 +26,8 @@ typedef struct fxb_rekey_counts {
 } fxb_rekey_counts;
 
 /* Scans every hash that holds sealed fields (accounts' phone, the
- * accessibility relatives, identities, the dev population registry), opens
+ * accessibility relatives, identities, licence numbers in material wallets,
+ * the dev population registry), opens
  * each value under the kid it names and seals it under the active one,
  * writing it back with a compare-and-set. A value that fails to open is
  * counted and reported on diag (key, field and reason, never the value),

@@ -10,10 +10,26 @@
 
 #include "fxb/v1/material.pb-c.h"
 #include "server/handler.h"
+#include "store/blob.h"
 #include "store/crypto.h"
 #include "store/store.h"
 
 #define FXB_WALLET_MAX 200
+
+/* fxb_err reasons of the wallet (besides the upload refusals of the proto). */
+#define FXB_MATERIAL_NOT_FOUND     "MATERIAL_NOT_FOUND"    /* NOT_FOUND */
+#define FXB_MATERIAL_IN_USE        "MATERIAL_IN_USE"       /* FAILED_PRECONDITION */
+#define FXB_WALLET_FULL            "WALLET_FULL"           /* RESOURCE_EXHAUSTED */
+#define FXB_LICENCE_INVALID        "LICENCE_INVALID"       /* INVALID_ARGUMENT */
+#define FXB_LICENCE_NOT_REMOVABLE  "LICENCE_NOT_REMOVABLE" /* FAILED_PRECONDITION */
+#define FXB_WALLET_SUBJECT_INVALID "SUBJECT_INVALID"       /* INVALID_ARGUMENT */
+/* The field of a material's hash counting the open applications that use
+ * it (the filing service HINCRBYs it; DeleteMaterial refuses while > 0). */
+#define FXB_MATERIAL_IN_USE_FIELD "in_use"
+/* Bounds of fxb_licence's fields. */
+#define FXB_LICENCE_TYPE_MAX   40  /* bytes of [a-z0-9_] */
+#define FXB_LICENCE_TEXT_MAX   100 /* characters of name and issuer */
+#define FXB_LICENCE_NUMBER_MAX 64  /* bytes */
 
 typedef struct fxb_material_deps {
     const fxb_crypto *crypto; /* licence numbers are sealed */
@@ -42,12 +58,23 @@ typedef struct fxb_licence {
     const char *name;   /* 居民户口簿 */
     const char *number; /* the licence number (personal data) */
     const char *issuer;
-    int64_t valid_until_ms;          /* 0 = no end */
-    const char *source_application;  /* NULL when none */
+    int64_t valid_until_ms;         /* 0 = no end */
+    const char *source_application; /* NULL when none */
 } fxb_licence;
 
 fxb_code fxb_wallet_add_licence(fxb_store *s, const fxb_crypto *c, const char *subject,
                                 const fxb_licence *lic, int64_t now_ms, char *id_out, fxb_err *err);
+
+/* "{<t>:<subject>}:material:<material_id>" (t "u" for an account, "e" for
+ * an enterprise) in the arena: the hash of one material, for the filing
+ * service's HINCRBY of FXB_MATERIAL_IN_USE_FIELD. NULL for an invalid
+ * subject or id, or out of memory. */
+char *fxb_wallet_material_key(fxb_arena *a, const char *subject, const char *material_id);
+
+/* The blob store the uploads went to (NULL before fxb_material_service_init
+ * or when it could not open the store): the filing service reads
+ * materials' bytes through it by their sha256. */
+const fxb_blob_store *fxb_material_blobs(void);
 
 extern const fxb_service fxb_material_service;
 

@@ -612,7 +612,14 @@ class RekeyTest(t.TestCase):
     tests' servers (other key sets) would not open here."""
 
     SEALED_FIELDS = {"account": ("phone_enc",), "a11y": ("relative_enc", "relative_pending_enc"),
-                     "identity": ("id_enc", "name_enc")}
+                     "identity": ("id_enc", "name_enc"), "material": ("number_enc",)}
+
+    @staticmethod
+    def kind_of(key):
+        """"{u:<id>}:identity" -> "identity"; "{u:<id>}:material:<mid>" ->
+        "material" (one hash per wallet entry)."""
+        suffix = key.rsplit("}:", 1)[-1]
+        return "material" if suffix.startswith("material:") else suffix
 
     def sealed_values(self, url):
         """[(key, field, value)] of every sealed field in the database."""
@@ -621,7 +628,7 @@ class RekeyTest(t.TestCase):
             k = key.decode()
             fields = ()
             if k.startswith("{u:"):
-                fields = self.SEALED_FIELDS.get(k.rsplit("}:", 1)[-1], ())
+                fields = self.SEALED_FIELDS.get(self.kind_of(k), ())
             elif k.startswith("fxb:registry:dev:"):
                 fields = ("district_enc",)
             for f in fields:
@@ -674,12 +681,18 @@ class RekeyTest(t.TestCase):
             self.a11y_call(srv, other, "StartTrustedRelative",
                            a11y.StartTrustedRelativeRequest(relative_phone=t.random_phone()),
                            a11y.StartTrustedRelativeResponse)
+            # an electronic licence in the wallet (its number is sealed)
+            licence_no = "XXHR" + make_id()[6:]
+            t.run_admin(["licence", "issue", "--phone", who.phone, "--type", "household_register",
+                         "--name", "居民户口簿", "--number", licence_no, "--issuer", "新乡市公安局"],
+                        redis_url=url, env=admin_env, check=True)
             before = self.sealed_values(url)
-            seen = {(k.rsplit("}:", 1)[-1] if k.startswith("{u:") else "registry", f)
+            seen = {(self.kind_of(k) if k.startswith("{u:") else "registry", f)
                     for k, f, _ in before}
             self.assertEqual(seen, {("account", "phone_enc"), ("a11y", "relative_enc"),
                                     ("a11y", "relative_pending_enc"), ("identity", "id_enc"),
-                                    ("identity", "name_enc"), ("registry", "district_enc")})
+                                    ("identity", "name_enc"), ("registry", "district_enc"),
+                                    ("material", "number_enc")})
             old_kids = {v.split(".")[1] for _, _, v in before}
             self.assertEqual(len(old_kids), 1)
             srv.stop()
@@ -695,7 +708,7 @@ class RekeyTest(t.TestCase):
             for k, f, v in after:
                 self.assertTrue(v.startswith("v1.%s." % new_kid), "%s %s not rekeyed" % (k, f))
             # counts only: no personal data in what rekey prints
-            for needle in (idn, name, relative, who.phone, other.phone):
+            for needle in (idn, name, relative, who.phone, other.phone, licence_no):
                 self.assertNotIn(needle, out.stdout + out.stderr)
 
             # a server that loaded the new key set still reads everything
