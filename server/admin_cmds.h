@@ -23,4 +23,8 @@ int fxb_admin_calendar(const fxb_config *cfg, const fxb_store_options *so, int a
 int fxb_admin_licence(const fxb_config *cfg, const fxb_store_options *so, int argc, char **argv,
                       int i);
 
+/* green set --phone P --kind soldier|disabled [--off] (services/appointment/green_admin.c) */
+int fxb_admin_green(const fxb_config *cfg, const fxb_store_options *so, int argc, char **argv,
+                    int i);
+
 #endif

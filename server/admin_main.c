@@ -58,6 +58,9 @@ static void usage(FILE *out)
                  "                [--valid-until YYYYMMDD]\n"
                  "                     put an electronic licence in a wallet (development only:\n"
                  "                     stands for the licence platform)\n"
+                 "  green set --phone P --kind soldier|disabled [--off]\n"
+                 "                     record (or clear) a person's green-channel status as the\n"
+                 "                     department reports it (appointments, art. 27)\n"
                  "  version            print the version\n\n");
     fxb_config_print_help(out);
 }
@@ -386,6 +389,7 @@ int main(int argc, char **argv)
         {"catalog", fxb_admin_catalog},
         {"calendar", fxb_admin_calendar},
         {"licence", fxb_admin_licence},
+        {"green", fxb_admin_green},
     };
     for (size_t k = 0; k < sizeof module_cmds / sizeof module_cmds[0]; k++)
         if (strcmp(cmd, module_cmds[k].name) == 0)

@@ -61,6 +61,8 @@ static const setting settings[] = {
      "largest request message in bytes"},
     {"FXB_UPLOAD_MAX_BYTES", K_SIZE, FIELD(upload_max_bytes), 1024, 104857600,
      "largest material upload in bytes (MaterialService)"},
+    {"FXB_SWEEP_INTERVAL_MS", K_INT, FIELD(sweep_interval_ms), 100, 3600000,
+     "how often expired application deadlines are swept (withdraw / revoke)"},
     {"FXB_MAX_CONCURRENT_STREAMS", K_INT, FIELD(max_concurrent_streams), 1, 100000,
      "concurrent calls per HTTP/2 connection"},
     {"FXB_KEEPALIVE_TIME_MS", K_INT, FIELD(keepalive_time_ms), 10000, 86400000,
@@ -407,6 +409,7 @@ void fxb_config_defaults(fxb_config *cfg)
     cfg->log_level = FXB_LOG_INFO;
     cfg->max_recv_bytes = 4194304;
     cfg->upload_max_bytes = 10485760;
+    cfg->sweep_interval_ms = 30000;
     cfg->max_concurrent_streams = 1000;
     cfg->keepalive_time_ms = 7200000;
     cfg->keepalive_timeout_ms = 20000;

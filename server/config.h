@@ -38,6 +38,7 @@ struct fxb_config {
     fxb_log_level log_level;      /* FXB_LOG_LEVEL debug|info|warn|error, default info */
     size_t max_recv_bytes;        /* FXB_MAX_RECV_BYTES 1024..67108864, default 4194304 */
     size_t upload_max_bytes;      /* FXB_UPLOAD_MAX_BYTES 1024..104857600, default 10485760 */
+    int sweep_interval_ms;        /* FXB_SWEEP_INTERVAL_MS 100..3600000, default 30000 */
     int max_concurrent_streams;   /* FXB_MAX_CONCURRENT_STREAMS 1..100000, default 1000 */
     int keepalive_time_ms;        /* FXB_KEEPALIVE_TIME_MS 10000..86400000, default 7200000 */
     int keepalive_timeout_ms;     /* FXB_KEEPALIVE_TIMEOUT_MS 1000..600000, default 20000 */

@@ -23,17 +23,20 @@
 #include "auth/sms.h"
 #include "auth/token.h"
 #include "services/accessibility/accessibility.h"
+#include "services/appointment/appointment.h"
 #include "services/auth/auth_service.h"
 #include "services/calendar/calendar.h"
 #include "services/catalog/catalog.h"
 #include "services/diag/diag.h"
 #include "services/enterprise/enterprise.h"
+#include "services/filing/filing.h"
 #include "services/health/health.h"
 #include "services/identity/devkey.h"
 #include "services/identity/identity.h"
 #include "services/inbox/inbox.h"
 #include "services/material/material.h"
 #include "services/proxy/proxy.h"
+#include "services/rating/rating.h"
 #include "services/reflection/reflection.h"
 #include "services/system/system.h"
 #include "store/migrate.h"
@@ -310,12 +313,14 @@ int main(int argc, char **argv)
     fxb_enterprise_service_init(&ent);
     fxb_proxy_deps proxy = {.crypto = auth.crypto};
     fxb_proxy_service_init(&proxy);
-    fxb_material_deps material = {.crypto = auth.crypto,
-                                  .data_dir = cfg.data_dir,
-                                  .max_upload_bytes = cfg.upload_max_bytes};
+    fxb_material_deps material = {
+        .crypto = auth.crypto, .data_dir = cfg.data_dir, .max_upload_bytes = cfg.upload_max_bytes};
     fxb_material_service_init(&material);
+    fxb_filing_deps filing = {.crypto = auth.crypto};
+    fxb_filing_service_init(&filing);
 
     grpc_init();
+    fxb_sweeper *sweeper = NULL;
     fxb_server *srv = fxb_server_new(&cfg, &err);
     if (srv)
         fxb_server_set_authenticator(srv, fxb_authn_authenticate, &auth.authn);
@@ -324,13 +329,13 @@ int main(int argc, char **argv)
     if (srv)
         fxb_server_set_delegation(srv, &delegation, &auth.authn);
     /* diag last: it is left out when off */
-    const fxb_service *services[] = {&fxb_system_service,        &fxb_health_service,
-                                     &fxb_reflection_service,    &fxb_auth_service,
-                                     &fxb_accessibility_service, &fxb_identity_service,
-                                     &fxb_enterprise_service,    &fxb_proxy_service,
-                                     &fxb_inbox_service,         &fxb_catalog_service,
-                                     &fxb_calendar_service,      &fxb_material_service,
-                                     &fxb_diag_service};
+    const fxb_service *services[] = {
+        &fxb_system_service,      &fxb_health_service,        &fxb_reflection_service,
+        &fxb_auth_service,        &fxb_accessibility_service, &fxb_identity_service,
+        &fxb_enterprise_service,  &fxb_proxy_service,         &fxb_inbox_service,
+        &fxb_catalog_service,     &fxb_calendar_service,      &fxb_material_service,
+        &fxb_filing_service,      &fxb_officer_service,       &fxb_rating_service,
+        &fxb_appointment_service, &fxb_diag_service};
     size_t n_services = sizeof services / sizeof services[0] - (cfg.diag ? 0 : 1);
     const char *paths[FXB_MAX_METHODS];
     size_t n_paths = 0;
@@ -360,6 +365,11 @@ int main(int argc, char **argv)
         goto fail;
     if (fxb_server_start(srv, &err) != FXB_OK)
         goto fail;
+    /* ends applications whose fix / supplement / rectify deadline passed */
+    fxb_err_clear(&err);
+    sweeper = fxb_sweeper_start(&cfg, cfg.sweep_interval_ms, &err);
+    if (sweeper == NULL && err.code != FXB_OK)
+        goto fail;
 
     int last_state = -1;
     fxb_health_set_serving(store_ready(monitor, &last_state));
@@ -378,6 +388,8 @@ int main(int argc, char **argv)
     }
 
     fxb_health_shutdown();
+    fxb_sweeper_stop(sweeper);
+    sweeper = NULL;
     fxb_server_shutdown(srv, cfg.grace_ms);
     rc = 0;
     goto teardown;
@@ -388,6 +400,7 @@ fail:
     rc = 1;
 teardown:
     /* one order for both exits: server first, then what its calls used */
+    fxb_sweeper_stop(sweeper);
     fxb_server_free(srv);
     fxb_metrics_stop();
     fxb_metrics_shutdown();

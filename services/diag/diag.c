@@ -7,6 +7,7 @@
 
 #include "fxb/v1/diag.pb-c.h"
 #include "server/log.h"
+#include "services/filing/application.h"
 #include "store/store.h"
 
 static fxb_code echo(fxb_ctx *ctx, const ProtobufCMessage *req_msg, ProtobufCMessage *resp_msg)
@@ -202,6 +203,23 @@ static fxb_code probe(fxb_ctx *ctx, const ProtobufCMessage *req_msg, ProtobufCMe
     return FXB_OK;
 }
 
+/* --- the application sweeper, on demand ----------------------------------- */
+
+static fxb_code run_sweeper(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
+                            ProtobufCMessage *resp_msg)
+{
+    const Fxb__V1__RunSweeperRequest *req = (const Fxb__V1__RunSweeperRequest *)req_msg;
+    Fxb__V1__RunSweeperResponse *resp = (Fxb__V1__RunSweeperResponse *)resp_msg;
+    size_t done = 0;
+    fxb_err err;
+    int64_t now = fxb_wall_ms();
+    if (fxb_app_sweep(fxb_ctx_store(ctx), now, req->max ? req->max : 1000, &done, &err) != FXB_OK)
+        return fxb_ctx_fail_err(ctx, &err);
+    resp->swept = (uint32_t)done;
+    resp->now_ms = now;
+    return FXB_OK;
+}
+
 /* --- the controllable clock ---------------------------------------------- */
 
 #define CLOCK_OFFSET_MAX_MS (10LL * 366 * 24 * 3600 * 1000)
@@ -285,6 +303,12 @@ static const fxb_method methods[] = {
      .request = &fxb__v1__set_clock_offset_request__descriptor,
      .response = &fxb__v1__set_clock_offset_response__descriptor,
      .unary = set_clock_offset,
+     .access = {.kind = FXB_ACCESS_PUBLIC},
+     .limits = {.max_request_bytes = 64}},
+    {.path = "/fxb.v1.DiagService/RunSweeper",
+     .request = &fxb__v1__run_sweeper_request__descriptor,
+     .response = &fxb__v1__run_sweeper_response__descriptor,
+     .unary = run_sweeper,
      .access = {.kind = FXB_ACCESS_PUBLIC},
      .limits = {.max_request_bytes = 64}},
 };

@@ -42,6 +42,18 @@ DELEGABLE = {
     "/fxb.v1.MaterialService/ListWallet": {"scope": "filing.read"},
     "/fxb.v1.MaterialService/GetMaterial": {"scope": "filing.read"},
     "/fxb.v1.MaterialService/DeleteMaterial": {"scope": "filing.submit"},
+    "/fxb.v1.FilingService/CreateApplication": {"scope": "filing.submit"},
+    "/fxb.v1.FilingService/AttachMaterials": {"scope": "filing.submit"},
+    "/fxb.v1.FilingService/SubmitApplication": {"scope": "filing.submit"},
+    "/fxb.v1.FilingService/SupplementMaterials": {"scope": "filing.submit"},
+    "/fxb.v1.FilingService/WithdrawApplication": {"scope": "filing.submit"},
+    "/fxb.v1.FilingService/GetApplication": {"scope": "filing.read"},
+    "/fxb.v1.FilingService/ListApplications": {"scope": "filing.read"},
+    "/fxb.v1.AppointmentService/BookAppointment": {"scope": "filing.submit",
+                                                   "item_field": "item_code"},
+    "/fxb.v1.AppointmentService/ListAppointments": {"scope": "filing.read"},
+    "/fxb.v1.RatingService/RateApplication": {"scope": "filing.submit"},
+    "/fxb.v1.AppointmentService/CancelAppointment": {"scope": "filing.submit"},
 }
 
 # Methods the runtime answers without looking at a token.
@@ -68,6 +80,9 @@ PUBLIC = {
     "/fxb.v1.CatalogService/GetBundle",
     "/fxb.v1.CalendarService/GetCalendar",
     "/fxb.v1.CalendarService/AddWorkingDays",
+    "/fxb.v1.AppointmentService/ListSlots",
+    "/fxb.v1.RatingService/GetPublicResults",
+    "/fxb.v1.DiagService/RunSweeper",
 }
 
 # Reasons that mean the runtime refused the call (anything else is the

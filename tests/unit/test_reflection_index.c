@@ -197,7 +197,9 @@ static void test_index_holds_every_proto_and_its_imports(void **state)
         "fxb/v1/identity.proto",       "fxb/v1/enterprise.proto",
         "fxb/v1/inbox.proto",          "fxb/v1/proxy.proto",
         "fxb/v1/catalog.proto",        "fxb/v1/calendar.proto",
-        "fxb/v1/material.proto",
+        "fxb/v1/material.proto",       "fxb/v1/filing.proto",
+        "fxb/v1/officer.proto",        "fxb/v1/rating.proto",
+        "fxb/v1/appointment.proto",
     };
     assert_int_equal(fxb_descindex_file_count(ix), sizeof files / sizeof files[0]);
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
