@@ -27,4 +27,9 @@ int fxb_admin_licence(const fxb_config *cfg, const fxb_store_options *so, int ar
 int fxb_admin_green(const fxb_config *cfg, const fxb_store_options *so, int argc, char **argv,
                     int i);
 
+/* profile schema import [FILE] | profile import FILE [--format ndjson|csv]
+ * [--dept CODE] [--progress] (services/benefit/profile_admin.c) */
+int fxb_admin_profile(const fxb_config *cfg, const fxb_store_options *so, int argc, char **argv,
+                      int i);
+
 #endif

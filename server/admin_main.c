@@ -61,6 +61,12 @@ static void usage(FILE *out)
                  "  green set --phone P --kind soldier|disabled [--off]\n"
                  "                     record (or clear) a person's green-channel status as the\n"
                  "                     department reports it (appointments, art. 27)\n"
+                 "  profile schema import [FILE]\n"
+                 "                     replace the profile attribute schema (default: the\n"
+                 "                     embedded seed data/benefit/schema.json)\n"
+                 "  profile import FILE [--format ndjson|csv] [--dept CODE] [--progress]\n"
+                 "                     feed profiles as a department (admin when no --dept);\n"
+                 "                     bad rows are reported (row, field, why) and skipped\n"
                  "  version            print the version\n\n");
     fxb_config_print_help(out);
 }
@@ -386,10 +392,9 @@ int main(int argc, char **argv)
         const char *name;
         fxb_admin_cmd_fn fn;
     } module_cmds[] = {
-        {"catalog", fxb_admin_catalog},
-        {"calendar", fxb_admin_calendar},
-        {"licence", fxb_admin_licence},
-        {"green", fxb_admin_green},
+        {"catalog", fxb_admin_catalog}, {"calendar", fxb_admin_calendar},
+        {"licence", fxb_admin_licence}, {"green", fxb_admin_green},
+        {"profile", fxb_admin_profile},
     };
     for (size_t k = 0; k < sizeof module_cmds / sizeof module_cmds[0]; k++)
         if (strcmp(cmd, module_cmds[k].name) == 0)

@@ -25,6 +25,7 @@
 #include "services/accessibility/accessibility.h"
 #include "services/appointment/appointment.h"
 #include "services/auth/auth_service.h"
+#include "services/benefit/profile.h"
 #include "services/calendar/calendar.h"
 #include "services/catalog/catalog.h"
 #include "services/diag/diag.h"
@@ -34,6 +35,7 @@
 #include "services/identity/devkey.h"
 #include "services/identity/identity.h"
 #include "services/inbox/inbox.h"
+#include "services/inbox/push.h"
 #include "services/material/material.h"
 #include "services/proxy/proxy.h"
 #include "services/rating/rating.h"
@@ -318,6 +320,8 @@ int main(int argc, char **argv)
     fxb_material_service_init(&material);
     fxb_filing_deps filing = {.crypto = auth.crypto};
     fxb_filing_service_init(&filing);
+    fxb_profile_deps profile = {.crypto = auth.crypto};
+    fxb_profile_service_init(&profile);
 
     grpc_init();
     fxb_sweeper *sweeper = NULL;
@@ -335,7 +339,7 @@ int main(int argc, char **argv)
         &fxb_enterprise_service,  &fxb_proxy_service,         &fxb_inbox_service,
         &fxb_catalog_service,     &fxb_calendar_service,      &fxb_material_service,
         &fxb_filing_service,      &fxb_officer_service,       &fxb_rating_service,
-        &fxb_appointment_service, &fxb_diag_service};
+        &fxb_appointment_service, &fxb_profile_service,       &fxb_diag_service};
     size_t n_services = sizeof services / sizeof services[0] - (cfg.diag ? 0 : 1);
     const char *paths[FXB_MAX_METHODS];
     size_t n_paths = 0;
@@ -370,6 +374,9 @@ int main(int argc, char **argv)
     sweeper = fxb_sweeper_start(&cfg, cfg.sweep_interval_ms, &err);
     if (sweeper == NULL && err.code != FXB_OK)
         goto fail;
+    /* live inbox delivery across servers, and the vendor-push outbox */
+    if (fxb_inbox_push_start(&cfg, &err) != FXB_OK)
+        goto fail;
 
     int last_state = -1;
     fxb_health_set_serving(store_ready(monitor, &last_state));
@@ -388,6 +395,7 @@ int main(int argc, char **argv)
     }
 
     fxb_health_shutdown();
+    fxb_inbox_push_stop();
     fxb_sweeper_stop(sweeper);
     sweeper = NULL;
     fxb_server_shutdown(srv, cfg.grace_ms);
@@ -401,6 +409,7 @@ fail:
 teardown:
     /* one order for both exits: server first, then what its calls used */
     fxb_sweeper_stop(sweeper);
+    fxb_inbox_push_stop();
     fxb_server_free(srv);
     fxb_metrics_stop();
     fxb_metrics_shutdown();

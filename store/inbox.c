@@ -1,11 +1,16 @@
 /* Inbox streams: one XADD per notice, checked fields only, trimmed to about
  * FXB_INBOX_MAX entries by Redis itself (MAXLEN ~ trims whole nodes, which
- * costs nothing on the write path). Reading and read marks live in the
- * InboxService (services/inbox), which owns the scripts over both keys. */
+ * costs nothing on the write path), pipelined with the live-push wake-up
+ * (PUBLISH) and the presence read that decides whether the notice also goes
+ * to the vendor push outbox (a second round trip, offline subjects only:
+ * the outbox entry needs the id Redis just gave). Reading and read marks
+ * live in the InboxService (services/inbox), which owns the scripts over
+ * both keys. */
 #include "store/inbox.h"
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/keys.h"
@@ -108,6 +113,23 @@ static fxb_code invalid(fxb_err *err, const char *field)
                        "inbox message: %s is invalid", field);
 }
 
+/* Queues the notice for the vendor push adaptor (offline devices). Titles
+ * carry no personal data (see the header), so they may leave the system;
+ * bodies stay in the inbox. Best effort: a failure only counts in
+ * fxb_store_error_count. */
+static void outbox_add(fxb_store *s, const char *subject, const char *id, const char *kind,
+                       const char *title)
+{
+    char max[16];
+    snprintf(max, sizeof max, "%d", FXB_PUSH_OUTBOX_MAX);
+    const char *argv[] = {"XADD",  FXB_PUSH_OUTBOX, "MAXLEN", "~",    max,  "*",     "subject",
+                          subject, "message_id",    id,       "kind", kind, "title", title};
+    fxb_err err;
+    redisReply *r = fxb_store_commandv(s, &err, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
+    if (r != NULL)
+        freeReplyObject(r);
+}
+
 fxb_code fxb_inbox_append(fxb_store *s, const char *subject, const char *kind, const char *title,
                           const char *body, const char *ref, int64_t now_ms, char *id_out,
                           fxb_err *err)
@@ -132,17 +154,40 @@ fxb_code fxb_inbox_append(fxb_store *s, const char *subject, const char *kind, c
     char at[24], max[16];
     snprintf(at, sizeof at, "%" PRId64, now_ms);
     snprintf(max, sizeof max, "%d", FXB_INBOX_MAX);
-    const char *argv[] = {"XADD",  key,   "MAXLEN", "~",  max,   "*", "kind",  kind,
+    char online[sizeof FXB_PUSH_ONLINE_PREFIX + FXB_KEY_ID_MAX];
+    snprintf(online, sizeof online, "%s%s", FXB_PUSH_ONLINE_PREFIX, subject);
+    /* one round trip: the notice, the wake-up of every server's
+     * subscriptions (published after the XADD, so a woken reader finds it),
+     * and whether anyone is listening */
+    const char *xadd[] = {"XADD",  key,   "MAXLEN", "~",  max,   "*", "kind",  kind,
                           "title", title, "body",   body, "ref", ref, "at_ms", at};
-    redisReply *r = fxb_store_commandv(s, err, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
-    if (r == NULL)
-        return err->code;
-    bool ok = r->type == REDIS_REPLY_STRING && r->len < ID_OUT_MAX;
-    if (ok && id_out != NULL)
-        memcpy(id_out, r->str, r->len + 1);
-    freeReplyObject(r);
+    const char *publish[] = {"PUBLISH", FXB_INBOX_CHANNEL, subject};
+    const char *get[] = {"GET", online};
+    fxb_store_cmd cmds[3] = {
+        {(int)(sizeof xadd / sizeof xadd[0]), xadd, NULL}, {3, publish, NULL}, {2, get, NULL}};
+    redisReply *r[3] = {NULL, NULL, NULL};
+    fxb_code rc = fxb_store_pipeline(s, err, 3, cmds, r);
+    if (rc != FXB_OK)
+        return rc;
+    bool ok = r[0]->type == REDIS_REPLY_STRING && r[0]->len < ID_OUT_MAX;
+    char id[ID_OUT_MAX];
+    if (ok)
+        memcpy(id, r[0]->str, r[0]->len + 1);
+    else if (r[0]->type == REDIS_REPLY_ERROR)
+        rc = fxb_err_set(err, FXB_INTERNAL, "STORE_ERROR", "系统繁忙，请稍后重试",
+                         "XADD of an inbox failed");
+    else
+        rc = fxb_err_set(err, FXB_INTERNAL, "STORE_ERROR", "系统繁忙，请稍后重试",
+                         "XADD of an inbox answered in an unexpected shape");
+    /* a counter that is absent, unreadable or not positive: nobody listens */
+    bool offline = r[2]->type != REDIS_REPLY_STRING || strtoll(r[2]->str, NULL, 10) <= 0;
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(r[i]);
     if (!ok)
-        return fxb_err_set(err, FXB_INTERNAL, "STORE_ERROR", "系统繁忙，请稍后重试",
-                           "XADD of an inbox answered in an unexpected shape");
+        return rc;
+    if (id_out != NULL)
+        memcpy(id_out, id, strlen(id) + 1);
+    if (offline)
+        outbox_add(s, subject, id, kind, title);
     return FXB_OK;
 }

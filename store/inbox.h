@@ -9,7 +9,18 @@
  * Titles and bodies are composed by the server for the subject itself
  * (zh-CN); they never carry another person's personal data (masked phones
  * and enterprise names only). The InboxService (services/inbox) reads
- * them; the push issue adds live delivery over the same streams. */
+ * them; services/inbox/push.c delivers them live (InboxService.Subscribe).
+ *
+ * Every append also notifies, in the same round trip as its XADD:
+ *   fxb:inbox:new                 pub/sub channel: the subject id, so every
+ *                                 fxb-server wakes its subscriptions of it
+ *   fxb:push:online:<subject>     read: a counter of live subscriptions of
+ *                                 the subject on any server (push.c keeps it)
+ *   fxb:push:outbox               stream: subject, message_id, kind, title,
+ *                                 added only when the subject has no live
+ *                                 subscription: what the vendor push adaptor
+ *                                 delivers to offline devices (capped ~
+ *                                 FXB_PUSH_OUTBOX_MAX) */
 #ifndef FXB_STORE_INBOX_H
 #define FXB_STORE_INBOX_H
 
@@ -25,6 +36,11 @@
 #define FXB_INBOX_BODY_MAX  1000
 #define FXB_INBOX_REF_MAX   64
 
+#define FXB_INBOX_CHANNEL      "fxb:inbox:new"
+#define FXB_PUSH_ONLINE_PREFIX "fxb:push:online:"
+#define FXB_PUSH_OUTBOX        "fxb:push:outbox"
+#define FXB_PUSH_OUTBOX_MAX    100000
+
 /* "u" for an account id, "e" for an enterprise id ("e" + 24 lower-case
  * hex); NULL when subject is neither. */
 const char *fxb_inbox_tag(const char *subject);
@@ -38,7 +54,11 @@ bool fxb_inbox_key(char *buf, size_t cap, const char *subject);
  * 0..FXB_INBOX_REF_MAX (NULL = ""), all valid UTF-8 (they go out as proto3
  * strings). On success the new stream id is written
  * to id_out when not NULL (at least 32 bytes). INVALID_ARGUMENT reason
- * INBOX_MESSAGE_INVALID naming the field, or a store error. */
+ * INBOX_MESSAGE_INVALID naming the field, or a store error. The notice is
+ * published on FXB_INBOX_CHANNEL and, when the subject is offline, queued
+ * in FXB_PUSH_OUTBOX; once the XADD succeeded those two are best effort (a
+ * failure counts in fxb_store_error_count and the call still succeeds: the
+ * notice is kept either way, and a retry would duplicate it). */
 fxb_code fxb_inbox_append(fxb_store *s, const char *subject, const char *kind, const char *title,
                           const char *body, const char *ref, int64_t now_ms, char *id_out,
                           fxb_err *err);

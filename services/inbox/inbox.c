@@ -1,7 +1,9 @@
-/* InboxService handlers over the streams of store/inbox.h. Each call is one
- * script over the subject's two keys (same hash tag), so a page, its read
- * flags and the unread count are one consistent snapshot, and a read mark
- * only ever moves forward even under concurrent calls. Stream ids are
+/* InboxService handlers over the streams of store/inbox.h. Each unary call
+ * is one script over the subject's two keys (same hash tag), so a page, its
+ * read flags and the unread count are one consistent snapshot, and a read
+ * mark only ever moves forward even under concurrent calls. Subscribe's
+ * request check and subject resolution are here, shared with them; its
+ * stream lives in push.c. Stream ids are
  * compared numerically (ms, then seq): as text "9-0" > "10-0". */
 #include "services/inbox/inbox.h"
 
@@ -14,6 +16,7 @@
 #include "auth/scope.h"
 #include "fxb/v1/inbox.pb-c.h"
 #include "services/enterprise/enterprise.h"
+#include "services/inbox/push.h"
 #include "store/inbox.h"
 #include "store/keys.h"
 #include "store/store.h"
@@ -369,6 +372,32 @@ static fxb_code mark_read(fxb_ctx *ctx, const ProtobufCMessage *req_msg, Protobu
     return FXB_OK;
 }
 
+/* --- Subscribe --------------------------------------------------------------- */
+
+/* Checks the request and resolves the subject as ListMessages does; the
+ * stream itself (registry, replay, live reads) is push.c's. */
+static fxb_next subscribe_start(fxb_ctx *ctx, const ProtobufCMessage *req_msg)
+{
+    const Fxb__V1__SubscribeRequest *req = (const Fxb__V1__SubscribeRequest *)req_msg;
+    const char *after = req->after_id ? req->after_id : "";
+    stream_id after_id;
+    if (after[0] != '\0' && !id_parse(after, &after_id)) {
+        bad_id(ctx, "after_id");
+        return FXB_NEXT_FINISH;
+    }
+    const char *subject = NULL;
+    if (resolve_subject(ctx, req->enterprise_id, &subject) != FXB_OK)
+        return FXB_NEXT_FINISH;
+    return fxb_inbox_push_subscribe(ctx, subject, after);
+}
+
+static const fxb_stream_ops subscribe_ops = {
+    .on_start = subscribe_start,
+    .on_event = fxb_inbox_push_on_event,
+    .on_writable = fxb_inbox_push_on_writable,
+    .on_end = fxb_inbox_push_on_end,
+};
+
 /* --- method table ----------------------------------------------------------- */
 
 /* The caller's own inbox, or the principal's through a delegated token
@@ -389,6 +418,13 @@ static const fxb_method methods[] = {
      .request = &fxb__v1__mark_read_request__descriptor,
      .response = &fxb__v1__mark_read_response__descriptor,
      .unary = mark_read,
+     .access = INBOX_READER,
+     .limits = {.max_request_bytes = SMALL_REQUEST}},
+    {.path = "/fxb.v1.InboxService/Subscribe",
+     .request = &fxb__v1__subscribe_request__descriptor,
+     .response = &fxb__v1__inbox_message__descriptor,
+     .kind = FXB_RPC_SERVER_STREAMING,
+     .stream = &subscribe_ops,
      .access = INBOX_READER,
      .limits = {.max_request_bytes = SMALL_REQUEST}},
 };

@@ -1,7 +1,9 @@
 /* Inbox streams against a real Redis (db 6, flushed before each test): one
  * entry per notice with kind, title, body, ref and when, in the subject's
  * own key; every bound checked before anything is appended; ids in order;
- * the stream kept at about the latest FXB_INBOX_MAX. */
+ * the stream kept at about the latest FXB_INBOX_MAX; every notice published
+ * for live push once it is readable, and queued for the vendor push outbox
+ * only while its subject has no live subscription. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,15 +14,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include "store/inbox.h"
 #include "store/keys.h"
 
 #define TEST_DB 6
 
-#define PERSON     "acct-42"
-#define ENTERPRISE "e0123456789abcdef01234567"
-#define PERSON_KEY "{u:" PERSON "}:inbox"
+#define PERSON        "acct-42"
+#define ENTERPRISE    "e0123456789abcdef01234567"
+#define PERSON_KEY    "{u:" PERSON "}:inbox"
+#define PERSON_ONLINE FXB_PUSH_ONLINE_PREFIX PERSON
 
 static char test_url[FXB_STORE_URL_MAX + 64];
 
@@ -308,6 +312,130 @@ static void test_unreachable_store_is_unavailable(void **state)
     fxb_store_free(s);
 }
 
+/* A subscriber on FXB_INBOX_CHANNEL (pub/sub ignores the database). */
+static redisContext *subscriber(void)
+{
+    fxb_store_url u;
+    fxb_err err;
+    assert_int_equal(fxb_store_url_parse(test_url, &u, &err), FXB_OK);
+    struct timeval tv = {2, 0};
+    redisContext *c = u.is_unix ? redisConnectUnixWithTimeout(u.host, tv)
+                                : redisConnectWithTimeout(u.host, u.port, tv);
+    assert_non_null(c);
+    assert_int_equal(c->err, 0);
+    redisSetTimeout(c, tv);
+    redisReply *r = redisCommand(c, "SUBSCRIBE %s", FXB_INBOX_CHANNEL);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+    return c;
+}
+
+/* The next publication naming subject (others' may interleave: the channel
+ * is shared by every database); fails after the 2 s read timeout. */
+static void expect_published(redisContext *c, const char *subject)
+{
+    for (;;) {
+        void *reply = NULL;
+        assert_int_equal(redisGetReply(c, &reply), REDIS_OK);
+        redisReply *m = reply;
+        assert_int_equal(m->type, REDIS_REPLY_ARRAY);
+        assert_int_equal(m->elements, 3);
+        bool mine = strcmp(m->element[1]->str, FXB_INBOX_CHANNEL) == 0 &&
+                    strcmp(m->element[2]->str, subject) == 0;
+        freeReplyObject(m);
+        if (mine)
+            return;
+    }
+}
+
+static void test_every_append_publishes_its_subject_once_readable(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    redisContext *c = subscriber();
+    char id[32];
+    assert_int_equal(
+        fxb_inbox_append(s, PERSON, "proxy.offered", "代办授权邀请", NULL, NULL, 1, id, &err),
+        FXB_OK);
+    expect_published(c, PERSON);
+    /* by the time the wake-up arrives the notice is there to read */
+    redisReply *r = fxb_store_command(s, &err, "XRANGE %s %s %s", PERSON_KEY, id, id);
+    assert_non_null(r);
+    assert_int_equal(r->elements, 1);
+    freeReplyObject(r);
+    assert_int_equal(
+        fxb_inbox_append(s, ENTERPRISE, "benefit.granted", "企业补贴", NULL, NULL, 2, NULL, &err),
+        FXB_OK);
+    expect_published(c, ENTERPRISE);
+    redisFree(c);
+}
+
+static void test_a_refused_notice_is_neither_published_nor_queued(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    redisContext *c = subscriber();
+    assert_int_equal(fxb_inbox_append(s, PERSON, "Bad Kind", "t", NULL, NULL, 1, NULL, &err),
+                     FXB_INVALID_ARGUMENT);
+    assert_int_equal(fxb_inbox_append(s, ENTERPRISE, "x", "t", NULL, NULL, 1, NULL, &err), FXB_OK);
+    /* the first publication seen for either is the good one */
+    void *reply = NULL;
+    for (;;) {
+        assert_int_equal(redisGetReply(c, &reply), REDIS_OK);
+        redisReply *m = reply;
+        bool person = strcmp(m->element[2]->str, PERSON) == 0;
+        bool ent = strcmp(m->element[2]->str, ENTERPRISE) == 0;
+        freeReplyObject(m);
+        assert_false(person);
+        if (ent)
+            break;
+    }
+    redisFree(c);
+    assert_int_equal(stream_len(s, FXB_PUSH_OUTBOX), 1);
+}
+
+static void test_a_notice_to_an_offline_subject_goes_to_the_push_outbox(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    char id[32];
+    assert_int_equal(fxb_inbox_append(s, PERSON, "proxy.offered", "您收到一项代办授权邀请",
+                                      "138****5678 邀请您作为代办人", "g-1", 7, id, &err),
+                     FXB_OK);
+    redisReply *r = fxb_store_command(s, &err, "XRANGE %s - +", FXB_PUSH_OUTBOX);
+    assert_non_null(r);
+    assert_int_equal(r->elements, 1);
+    const redisReply *e = r->element[0];
+    /* subject, message id, kind, title: the body stays in the inbox */
+    assert_int_equal(e->element[1]->elements, 8);
+    assert_string_equal(field(e, "subject"), PERSON);
+    assert_string_equal(field(e, "message_id"), id);
+    assert_string_equal(field(e, "kind"), "proxy.offered");
+    assert_string_equal(field(e, "title"), "您收到一项代办授权邀请");
+    freeReplyObject(r);
+}
+
+static void test_a_notice_to_an_online_subject_is_not_queued_for_push(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    redisReply *r = fxb_store_command(s, &err, "SET %s 2", PERSON_ONLINE);
+    assert_non_null(r);
+    freeReplyObject(r);
+    assert_int_equal(fxb_inbox_append(s, PERSON, "x", "t", NULL, NULL, 1, NULL, &err), FXB_OK);
+    assert_int_equal(stream_len(s, FXB_PUSH_OUTBOX), 0);
+    assert_int_equal(stream_len(s, PERSON_KEY), 1);
+    /* a counter at zero (or garbage) is nobody listening; another subject is
+     * not online because this one is */
+    r = fxb_store_command(s, &err, "SET %s 0", PERSON_ONLINE);
+    assert_non_null(r);
+    freeReplyObject(r);
+    assert_int_equal(fxb_inbox_append(s, PERSON, "x", "t", NULL, NULL, 2, NULL, &err), FXB_OK);
+    assert_int_equal(fxb_inbox_append(s, ENTERPRISE, "x", "t", NULL, NULL, 3, NULL, &err), FXB_OK);
+    assert_int_equal(stream_len(s, FXB_PUSH_OUTBOX), 2);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, each_setup, each_teardown)
@@ -318,6 +446,10 @@ int main(void)
         T(test_every_bound_is_checked_and_nothing_is_appended),
         T(test_ids_increase_with_every_append),
         T(test_the_inbox_keeps_about_the_latest_1000),
+        T(test_every_append_publishes_its_subject_once_readable),
+        T(test_a_refused_notice_is_neither_published_nor_queued),
+        T(test_a_notice_to_an_offline_subject_goes_to_the_push_outbox),
+        T(test_a_notice_to_an_online_subject_is_not_queued_for_push),
         cmocka_unit_test(test_unreachable_store_is_unavailable),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
