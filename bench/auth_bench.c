@@ -1,13 +1,15 @@
 /* fxb-bench-auth: a closed-loop gRPC C-core client for one unary method,
  * optionally carrying `authorization: Bearer <token>` rotated over a list of
  * tokens. bench/auth_run.sh uses it to compare an authenticated RPC with the
- * same work without auth, in one run (see bench/README.md).
+ * same work without auth, in one run; bench/filing_run.sh, with a different
+ * request body on every call (-b, -o), to submit each draft once (see
+ * bench/README.md).
  *
- * Usage: fxb-bench-auth [options] TARGET METHOD BODY_FILE TOKEN_FILE|-
+ * Usage: fxb-bench-auth [options] TARGET METHOD BODY_FILE|- TOKEN_FILE|-
  *   TARGET      host:port of an insecure (h2c) gRPC server
  *   METHOD      method path, e.g. /fxb.v1.DiagService/ProbeSignedIn
  *   BODY_FILE   the serialized request message (no gRPC framing); may be
- *               empty
+ *               empty. "-" exactly when -b is given
  *   TOKEN_FILE  access tokens, one a line; every call takes the next one,
  *               round robin. "-": no authorization header
  * Options:
@@ -24,6 +26,25 @@
  *   -p PID      a process whose CPU time to report over the window
  *               (repeatable: e.g. the server and redis)
  *   -l LABEL    a label for the output lines
+ *   -b BODIES   request bodies, one a line, hex-encoded (blank lines
+ *               skipped); BODY_FILE must then be "-". The calls of the run
+ *               are numbered 0, 1, 2, ... across all threads: call i sends
+ *               body i and token i (both modulo their counts: in lockstep,
+ *               so a TOKEN_FILE with one line per body pairs them line by
+ *               line). bench/filing_run.sh uses it to submit a different
+ *               draft on every call, each with its owner's token.
+ *   -o          with -b: each body at most once. When the last body has
+ *               been sent no call starts any more, and the measured window
+ *               closes at that moment (if -d or -n did not close it first):
+ *               every measured call ran with all C*M slots busy. The calls
+ *               still outstanding drain outside the window (their errors
+ *               count). Bodies needed for a run of N measured calls:
+ *               W + N + C*M. RESULT then says bodies_used= and exhausted=1
+ *               when the bodies ran out.
+ *   -e F=V      every OK response must hold top-level varint field F with
+ *               value V (proto3: an absent field is 0); one that does not is
+ *               an error (counted as unexpected=). E.g. -e 2=1 for
+ *               SubmitResult.outcome = SUBMIT_OUTCOME_SUBMITTED.
  *
  * Per call: grpc_channel_create_call, then ONE batch SEND_INITIAL_METADATA +
  * SEND_MESSAGE + SEND_CLOSE_FROM_CLIENT + RECV_INITIAL_METADATA +
@@ -44,7 +65,8 @@
  *   RESULT label=L calls=.. errors=.. secs=.. rps=.. p50_us=.. p90_us=..
  *          p99_us=.. p999_us=.. max_us=.. client_cores=.. [cpu<i>_pid=..
  *          cpu<i>_cores=.. cpu<i>_us_per_call=.. for each -p] machine_cores=..
- *          steal_cores=.. other_cores=..
+ *          steal_cores=.. other_cores=.. [bodies=.. bodies_used=..
+ *          exhausted=0|1 with -b] [unexpected=.. with -e]
  * other_cores: the machine's busy CPU (/proc/stat) minus this client and
  * every -p process: what else ran during the window (noise). With -n the
  * window closes at the first check after N completions, so a few more may
@@ -69,6 +91,7 @@
 #include <unistd.h>
 
 #include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
@@ -119,6 +142,7 @@ struct worker {
     uint64_t errors;
     uint64_t errors_by_code[N_CODES];
     uint64_t errors_other; /* failed batch, OK without message, start failure */
+    uint64_t unexpected;   /* OK, but the response failed the -e check */
     uint32_t *lat_us;      /* latencies of the measured calls */
     size_t nlat, caplat;
     char first_error[256];
@@ -139,9 +163,18 @@ static struct {
     pid_t pids[MAX_PIDS];
     int npids;
     const char *label;
+    grpc_slice *bodies; /* -b: one per line; call i sends bodies[i % nbodies] */
+    size_t nbodies;
+    bool once;                /* -o: each body at most once */
+    bool expect;              /* -e F=V */
+    uint32_t expect_field;
+    uint64_t expect_value;
 } cfg;
 
 static _Atomic int phase = PHASE_WARMUP;
+/* -b: the number of the next call (across threads), and whether -o ran out */
+static _Atomic uint64_t next_call;
+static _Atomic int exhausted;
 
 static const char *const code_names[N_CODES] = {
     "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
@@ -242,17 +275,39 @@ __attribute__((format(printf, 2, 3))) static void note_error(worker *w, const ch
 
 /* ---- one call ------------------------------------------------------------ */
 
-static bool start_call(worker *w, slot *s)
+enum { START_FAILED = 0, START_OK = 1, START_NO_BODY = 2 };
+
+/* Starts a call in slot s: START_OK, START_FAILED, or (-o) START_NO_BODY
+ * when every body has been sent (nothing started). */
+static int start_call(worker *w, slot *s)
 {
+    grpc_slice body;
+    const grpc_slice *token = NULL;
+    if (cfg.nbodies > 0) {
+        uint64_t i = atomic_fetch_add_explicit(&next_call, 1, memory_order_relaxed);
+        if (cfg.once && i >= cfg.nbodies) {
+            atomic_store(&exhausted, 1);
+            return START_NO_BODY;
+        }
+        body = grpc_slice_ref(cfg.bodies[i % cfg.nbodies]);
+        if (cfg.ntokens > 0)
+            token = &cfg.tokens[i % cfg.ntokens];
+    } else {
+        body = grpc_slice_ref(cfg.body);
+        if (cfg.ntokens > 0) {
+            token = &cfg.tokens[w->next_token];
+            w->next_token = (w->next_token + 1) % cfg.ntokens;
+        }
+    }
     s->call = grpc_channel_create_call(s->channel, NULL, GRPC_PROPAGATE_DEFAULTS, w->cq, cfg.method,
                                        NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (s->call == NULL) {
         note_error(w, "grpc_channel_create_call failed");
-        return false;
+        grpc_slice_unref(body);
+        return START_FAILED;
     }
     grpc_metadata_array_init(&s->recv_initial);
     grpc_metadata_array_init(&s->trailing);
-    grpc_slice body = grpc_slice_ref(cfg.body);
     s->send = grpc_raw_byte_buffer_create(&body, 1);
     grpc_slice_unref(body);
     s->recv = NULL;
@@ -263,9 +318,8 @@ static bool start_call(worker *w, slot *s)
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    if (cfg.ntokens > 0) {
-        s->md.value = cfg.tokens[w->next_token];
-        w->next_token = (w->next_token + 1) % cfg.ntokens;
+    if (token != NULL) {
+        s->md.value = *token;
         ops[0].data.send_initial_metadata.count = 1;
         ops[0].data.send_initial_metadata.metadata = &s->md;
     }
@@ -291,10 +345,68 @@ static bool start_call(worker *w, slot *s)
         grpc_byte_buffer_destroy(s->send);
         grpc_call_unref(s->call);
         s->call = NULL;
-        return false;
+        return START_FAILED;
     }
     w->outstanding++;
-    return true;
+    return START_OK;
+}
+
+/* -e: reads a varint at *p (< end); false when malformed. */
+static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* -e: whether the response's top-level varint field cfg.expect_field holds
+ * cfg.expect_value (the last occurrence wins, as protobuf parses; absent
+ * is 0). A malformed message fails. */
+static bool response_expected(grpc_byte_buffer *bb)
+{
+    grpc_byte_buffer_reader r;
+    if (!grpc_byte_buffer_reader_init(&r, bb))
+        return false;
+    grpc_slice all = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+    const uint8_t *p = GRPC_SLICE_START_PTR(all), *end = p + GRPC_SLICE_LENGTH(all);
+    uint64_t value = 0;
+    bool ok = true;
+    while (ok && p < end) {
+        uint64_t key, v;
+        if (!get_varint(&p, end, &key)) {
+            ok = false;
+            break;
+        }
+        switch (key & 7) {
+        case 0: /* varint */
+            ok = get_varint(&p, end, &v);
+            if (ok && (key >> 3) == cfg.expect_field)
+                value = v;
+            break;
+        case 1: /* 64-bit */
+            ok = end - p >= 8;
+            p += ok ? 8 : 0;
+            break;
+        case 2: /* length-delimited */
+            ok = get_varint(&p, end, &v) && v <= (uint64_t)(end - p);
+            p += ok ? v : 0;
+            break;
+        case 5: /* 32-bit */
+            ok = end - p >= 4;
+            p += ok ? 4 : 0;
+            break;
+        default:
+            ok = false;
+        }
+    }
+    grpc_slice_unref(all);
+    return ok && value == cfg.expect_value;
 }
 
 static void record_latency(worker *w, uint64_t ns)
@@ -315,7 +427,12 @@ static void finish_call(worker *w, slot *s, bool ok, uint64_t end_ns)
 {
     w->outstanding--;
     bool good = ok && s->status == GRPC_STATUS_OK && s->recv != NULL;
-    if (!good) {
+    if (good && cfg.expect && !response_expected(s->recv)) {
+        w->errors++;
+        w->unexpected++;
+        note_error(w, "OK, but field %u of the response is not %" PRIu64 " (-e)",
+                   cfg.expect_field, cfg.expect_value);
+    } else if (!good) {
         w->errors++;
         if (!ok) {
             w->errors_other++;
@@ -387,7 +504,10 @@ static void *worker_main(void *arg)
         return NULL;
     }
     for (int i = 0; i < w->nslots; i++) {
-        if (!start_call(w, &w->slots[i])) {
+        int st = start_call(w, &w->slots[i]);
+        if (st == START_NO_BODY)
+            break;
+        if (st == START_FAILED) {
             w->failed = true;
             w->errors++;
             w->errors_other++;
@@ -405,7 +525,7 @@ static void *worker_main(void *arg)
             slot *s = ev.tag;
             finish_call(w, s, ev.success != 0, now_ns());
             if (ph != PHASE_DRAIN && !w->failed) {
-                if (!start_call(w, s)) {
+                if (start_call(w, s) == START_FAILED) {
                     w->failed = true;
                     w->errors++;
                     w->errors_other++;
@@ -506,6 +626,72 @@ static bool load_tokens(const char *path)
     return true;
 }
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* -b: one hex-encoded body a line. */
+static bool load_bodies(const char *path)
+{
+    char *data;
+    size_t len;
+    if (!read_file(path, &data, &len))
+        return false;
+    size_t cap = 0, lineno = 0;
+    for (char *line = data; line < data + len;) {
+        char *nl = memchr(line, '\n', (size_t)(data + len - line));
+        char *end = nl ? nl : data + len;
+        char *e = end;
+        lineno++;
+        while (e > line && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (e > line) {
+            size_t n = (size_t)(e - line);
+            if (n % 2 != 0) {
+                fprintf(stderr, "fxb-bench-auth: %s:%zu: odd number of hex digits\n", path, lineno);
+                free(data);
+                return false;
+            }
+            if (cfg.nbodies == cap) {
+                cap = cap ? cap * 2 : 1024;
+                grpc_slice *p = realloc(cfg.bodies, cap * sizeof *p);
+                if (p == NULL) {
+                    free(data);
+                    return false;
+                }
+                cfg.bodies = p;
+            }
+            grpc_slice sl = grpc_slice_malloc(n / 2);
+            uint8_t *out = GRPC_SLICE_START_PTR(sl);
+            for (size_t i = 0; i < n / 2; i++) {
+                int hi = hex_digit(line[2 * i]), lo = hex_digit(line[2 * i + 1]);
+                if (hi < 0 || lo < 0) {
+                    fprintf(stderr, "fxb-bench-auth: %s:%zu: not hex\n", path, lineno);
+                    grpc_slice_unref(sl);
+                    free(data);
+                    return false;
+                }
+                out[i] = (uint8_t)(hi * 16 + lo);
+            }
+            cfg.bodies[cfg.nbodies++] = sl;
+        }
+        line = end + 1;
+    }
+    free(data);
+    if (cfg.nbodies == 0) {
+        fprintf(stderr, "fxb-bench-auth: %s holds no body\n", path);
+        return false;
+    }
+    return true;
+}
+
 /* ---- figures -------------------------------------------------------------- */
 
 static int cmp_u32(const void *a, const void *b)
@@ -532,7 +718,9 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: fxb-bench-auth [-c CONNS] [-m PER_CONN] [-t THREADS] [-d SECS | -n CALLS]\n"
             "                      [-w WARMUP_CALLS] [-p PID]... [-l LABEL]\n"
-            "                      TARGET METHOD BODY_FILE TOKEN_FILE|-\n");
+            "                      [-b BODIES_FILE [-o]] [-e FIELD=VALUE]\n"
+            "                      TARGET METHOD BODY_FILE|- TOKEN_FILE|-\n"
+            "  (BODY_FILE is - exactly when -b is given)\n");
 }
 
 static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -554,9 +742,10 @@ int main(int argc, char **argv)
     cfg.duration_s = 10;
     cfg.label = "run";
     bool warmup_set = false;
+    const char *bodies_path = NULL;
     int opt;
     uint64_t v;
-    while ((opt = getopt(argc, argv, "c:m:t:d:n:w:p:l:h")) != -1) {
+    while ((opt = getopt(argc, argv, "c:m:t:d:n:w:p:l:b:oe:h")) != -1) {
         switch (opt) {
         case 'c':
             if (!parse_u64(optarg, 1, MAX_CONNS, &v))
@@ -598,6 +787,27 @@ int main(int argc, char **argv)
         case 'l':
             cfg.label = optarg;
             break;
+        case 'b':
+            bodies_path = optarg;
+            break;
+        case 'o':
+            cfg.once = true;
+            break;
+        case 'e': {
+            const char *eq = strchr(optarg, '=');
+            char field[16];
+            uint64_t f;
+            if (eq == NULL || eq == optarg || (size_t)(eq - optarg) >= sizeof field)
+                goto bad;
+            memcpy(field, optarg, (size_t)(eq - optarg));
+            field[eq - optarg] = '\0';
+            if (!parse_u64(field, 1, 536870911, &f) || !parse_u64(eq + 1, 0, UINT64_MAX, &v))
+                goto bad;
+            cfg.expect = true;
+            cfg.expect_field = (uint32_t)f;
+            cfg.expect_value = v;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;
@@ -620,16 +830,26 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    char *body;
-    size_t body_len;
-    if (!read_file(argv[optind + 2], &body, &body_len))
+    if (cfg.once && bodies_path == NULL) {
+        fprintf(stderr, "fxb-bench-auth: -o needs -b\n");
+        return 2;
+    }
+    if ((bodies_path != NULL) != (strcmp(argv[optind + 2], "-") == 0)) {
+        fprintf(stderr, "fxb-bench-auth: BODY_FILE must be - exactly when -b is given\n");
+        return 2;
+    }
+    char *body = NULL;
+    size_t body_len = 0;
+    if (bodies_path == NULL && !read_file(argv[optind + 2], &body, &body_len))
         return 1;
     if (strcmp(argv[optind + 3], "-") != 0 && !load_tokens(argv[optind + 3]))
+        return 1;
+    if (bodies_path != NULL && !load_bodies(bodies_path))
         return 1;
 
     grpc_init();
     cfg.method = grpc_slice_from_copied_string(method);
-    cfg.body = grpc_slice_from_copied_buffer(body, body_len);
+    cfg.body = grpc_slice_from_copied_buffer(body ? body : "", body_len);
     free(body);
     cfg.auth_key = grpc_slice_from_static_string("authorization");
 
@@ -689,10 +909,11 @@ int main(int argc, char **argv)
             done += atomic_load(&ws[t].completed);
             failed |= ws[t].failed;
         }
-        if (done >= cfg.warmup || failed)
+        if (done >= cfg.warmup || failed || atomic_load(&exhausted))
             break;
         sleep_ns(1000000);
     }
+    bool exhausted_in_warmup = atomic_load(&exhausted) != 0;
     int64_t pid_cpu0[MAX_PIDS];
     for (int i = 0; i < cfg.npids; i++)
         pid_cpu0[i] = cpu_ns_pid(cfg.pids[i]);
@@ -704,8 +925,12 @@ int main(int argc, char **argv)
     if (!failed) {
         if (cfg.ncalls == 0) {
             uint64_t end = t0 + (uint64_t)(cfg.duration_s * 1e9);
-            for (uint64_t n = now_ns(); n < end && !failed; n = now_ns()) {
-                sleep_ns(end - n < 50000000u ? end - n : 50000000u);
+            /* -o: 1 ms steps, so the window closes soon after the last
+             * body is sent */
+            uint64_t step = cfg.once ? 1000000u : 50000000u;
+            for (uint64_t n = now_ns(); n < end && !failed && !atomic_load(&exhausted);
+                 n = now_ns()) {
+                sleep_ns(end - n < step ? end - n : step);
                 for (int t = 0; t < cfg.threads; t++)
                     failed |= ws[t].failed;
             }
@@ -716,7 +941,7 @@ int main(int argc, char **argv)
                     done += atomic_load(&ws[t].measured);
                     failed |= ws[t].failed;
                 }
-                if (done >= cfg.ncalls || failed)
+                if (done >= cfg.ncalls || failed || atomic_load(&exhausted))
                     break;
                 sleep_ns(200000);
             }
@@ -734,7 +959,7 @@ int main(int argc, char **argv)
         pthread_join(ws[t].thread, NULL);
 
     /* figures */
-    uint64_t measured = 0, errors = 0, by_code[N_CODES] = {0}, other = 0;
+    uint64_t measured = 0, errors = 0, by_code[N_CODES] = {0}, other = 0, unexpected = 0;
     size_t nlat = 0;
     const char *first_error = NULL;
     for (int t = 0; t < cfg.threads; t++) {
@@ -742,6 +967,7 @@ int main(int argc, char **argv)
         measured += atomic_load(&w->measured);
         errors += w->errors;
         other += w->errors_other;
+        unexpected += w->unexpected;
         for (int c = 0; c < N_CODES; c++)
             by_code[c] += w->errors_by_code[c];
         nlat += w->nlat;
@@ -750,6 +976,12 @@ int main(int argc, char **argv)
         failed |= w->failed;
     }
     uint32_t *lat = NULL;
+    if (!failed && exhausted_in_warmup) {
+        fprintf(stderr, "fxb-bench-auth: the %zu bodies ran out during the warm-up (-o): "
+                        "give more bodies or a smaller -w\n", cfg.nbodies);
+        rc = 1;
+        goto shutdown;
+    }
     if (failed) {
         /* no figures from a run that could not do what was asked */
         fprintf(stderr, "fxb-bench-auth: %s\n", first_error ? first_error : "failed");
@@ -771,12 +1003,17 @@ int main(int argc, char **argv)
     double rps = secs > 0 ? (double)measured / secs : 0;
     double client_cores = secs > 0 ? (double)(self_cpu1 - self_cpu0) / 1e9 / secs : 0;
 
-    char token_desc[64];
+    char token_desc[128];
     if (cfg.ntokens == 0)
         snprintf(token_desc, sizeof token_desc, "no token");
     else
         snprintf(token_desc, sizeof token_desc, "%zu distinct token%s in rotation", cfg.ntokens,
                  cfg.ntokens == 1 ? "" : "s");
+    if (cfg.nbodies > 0) {
+        size_t n = strlen(token_desc);
+        snprintf(token_desc + n, sizeof token_desc - n, ", %zu bodies%s", cfg.nbodies,
+                 cfg.once ? " (each once)" : " in rotation");
+    }
     printf("%s: %s %s, %s, C=%d M=%d T=%d: %" PRIu64 " calls in %.2f s = %.0f req/s, "
            "p50 %.2f ms, p99 %.2f ms, max %.2f ms, errors %" PRIu64 "\n",
            cfg.label, cfg.target, method, token_desc, cfg.conns, cfg.per_conn, cfg.threads,
@@ -789,6 +1026,8 @@ int main(int argc, char **argv)
                 printf(" %s=%" PRIu64, code_names[c], by_code[c]);
         if (other)
             printf(" other=%" PRIu64, other);
+        if (unexpected)
+            printf(" unexpected_response=%" PRIu64, unexpected);
         printf("; first: %s\n", first_error ? first_error : "?");
     }
     printf("RESULT label=%s calls=%" PRIu64 " errors=%" PRIu64 " secs=%.3f rps=%.1f p50_us=%u "
@@ -815,6 +1054,14 @@ int main(int argc, char **argv)
         if (all_known)
             printf(" other_cores=%.3f", machine > known ? machine - known : 0.0);
     }
+    if (cfg.nbodies > 0) {
+        uint64_t used = atomic_load(&next_call);
+        printf(" bodies=%zu bodies_used=%" PRIu64 " exhausted=%d", cfg.nbodies,
+               cfg.once && used > cfg.nbodies ? (uint64_t)cfg.nbodies : used,
+               atomic_load(&exhausted));
+    }
+    if (cfg.expect)
+        printf(" unexpected=%" PRIu64, unexpected);
     printf("\n");
     fflush(stdout);
     rc = errors ? 3 : 0;
@@ -841,6 +1088,9 @@ shutdown:
     for (size_t i = 0; i < cfg.ntokens; i++)
         grpc_slice_unref(cfg.tokens[i]);
     free(cfg.tokens);
+    for (size_t i = 0; i < cfg.nbodies; i++)
+        grpc_slice_unref(cfg.bodies[i]);
+    free(cfg.bodies);
     grpc_slice_unref(cfg.method);
     grpc_slice_unref(cfg.body);
     grpc_shutdown();
