@@ -8,12 +8,12 @@ set -euo pipefail
 
 pkgs=(cmake make gcc pkg-config ca-certificates
       libgrpc-dev protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
-      libhiredis-dev libjwt-dev libjansson-dev libssl-dev libmicrohttpd-dev libargon2-dev
+      libhiredis-dev libjwt-dev libjansson-dev libssl-dev libmicrohttpd-dev libargon2-dev libroaring-dev
       redis-server redis-tools)
 for arg in "$@"; do
   case "$arg" in
     --test) pkgs+=(libcmocka-dev python3 python3-grpcio python3-protobuf curl) ;;
-    --bench) pkgs+=(nghttp2-client python3 curl) ;;
+    --bench) pkgs+=(nghttp2-client python3 curl postgresql-15) ;;
     *) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done

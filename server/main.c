@@ -411,6 +411,7 @@ teardown:
     fxb_sweeper_stop(sweeper);
     fxb_inbox_push_stop();
     fxb_server_free(srv);
+    fxb_catalog_cache_clear();
     fxb_metrics_stop();
     fxb_metrics_shutdown();
     fxb_reflection_shutdown();

@@ -41,6 +41,7 @@
 
 #include "auth/scope.h"
 #include "services/catalog/catalog_import.h"
+#include "store/keys.h"
 
 #define PAGE_DEFAULT  20
 #define PAGE_MAX      100
@@ -149,8 +150,10 @@ static bool bundle_has(const Fxb__V1__Bundle *b, const char *code)
     return false;
 }
 
-fxb_code fxb_catalog_get(fxb_store *s, fxb_arena *a, const char *code, uint32_t version,
-                         Fxb__V1__ServiceItem **out, fxb_err *err)
+/* Builds the item of code with its guide of version from the store (four
+ * round trips: the item, the guide and category name, the bundles). */
+static fxb_code catalog_build(fxb_store *s, fxb_arena *a, const char *code, uint32_t version,
+                              Fxb__V1__ServiceItem **out, fxb_err *err)
 {
     *out = NULL;
     if (!fxb_scope_item_code_valid(code))
@@ -232,6 +235,128 @@ fxb_code fxb_catalog_get(fxb_store *s, fxb_arena *a, const char *code, uint32_t 
             it->bundles[it->n_bundles++] = bundles[i]->code;
     *out = it;
     return FXB_OK;
+}
+
+/* --- the item cache --------------------------------------------------------- */
+
+/* Built items (packed ServiceItem with its guide) by (code, version asked
+ * for), valid while fxb:catalog:rev is the revision they were built at:
+ * every import that changes anything moves the revision, and guide versions
+ * are never rewritten. A hit costs one GET instead of four round trips (the
+ * filing service reads the guide on every submit). */
+#define ITEM_CACHE_SLOTS 4096 /* power of two; a full table is emptied */
+
+typedef struct cached_item {
+    char key[FXB_CATALOG_CODE_MAX + 16]; /* "<code>#<version>" ("" = free) */
+    uint64_t stamp;                      /* revision and store creation time (fxb_catalog_get) */
+    uint8_t *packed;
+    size_t len;
+} cached_item;
+
+static pthread_mutex_t item_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static cached_item item_cache[ITEM_CACHE_SLOTS];
+static size_t item_cache_used;
+
+static size_t cache_slot(const char *key)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return (size_t)h & (ITEM_CACHE_SLOTS - 1);
+}
+
+/* The unpacked item for key at rev from the cache, or NULL. */
+static Fxb__V1__ServiceItem *cache_get(fxb_arena *a, const char *key, uint64_t stamp)
+{
+    Fxb__V1__ServiceItem *it = NULL;
+    pthread_mutex_lock(&item_cache_mu);
+    for (size_t n = 0, i = cache_slot(key); n < ITEM_CACHE_SLOTS;
+         n++, i = (i + 1) & (ITEM_CACHE_SLOTS - 1)) {
+        cached_item *c = &item_cache[i];
+        if (c->key[0] == '\0')
+            break;
+        if (strcmp(c->key, key) == 0) {
+            if (c->stamp == stamp)
+                it = fxb__v1__service_item__unpack(fxb_arena_allocator(a), c->len, c->packed);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&item_cache_mu);
+    return it;
+}
+
+static void cache_put(const char *key, uint64_t stamp, const Fxb__V1__ServiceItem *it)
+{
+    size_t len = fxb__v1__service_item__get_packed_size(it);
+    uint8_t *packed = malloc(len ? len : 1);
+    if (packed == NULL)
+        return;
+    fxb__v1__service_item__pack(it, packed);
+    pthread_mutex_lock(&item_cache_mu);
+    if (item_cache_used >= ITEM_CACHE_SLOTS / 2) {
+        for (size_t i = 0; i < ITEM_CACHE_SLOTS; i++) {
+            free(item_cache[i].packed);
+            item_cache[i] = (cached_item){0};
+        }
+        item_cache_used = 0;
+    }
+    size_t i = cache_slot(key);
+    while (item_cache[i].key[0] != '\0' && strcmp(item_cache[i].key, key) != 0)
+        i = (i + 1) & (ITEM_CACHE_SLOTS - 1);
+    cached_item *c = &item_cache[i];
+    if (c->key[0] == '\0') {
+        snprintf(c->key, sizeof c->key, "%s", key);
+        item_cache_used++;
+    }
+    free(c->packed);
+    c->stamp = stamp;
+    c->packed = packed;
+    c->len = len;
+    pthread_mutex_unlock(&item_cache_mu);
+}
+
+fxb_code fxb_catalog_get(fxb_store *s, fxb_arena *a, const char *code, uint32_t version,
+                         Fxb__V1__ServiceItem **out, fxb_err *err)
+{
+    *out = NULL;
+    if (!fxb_scope_item_code_valid(code))
+        return catalog_build(s, a, code, version, out, err); /* its refusal */
+    /* the revision, and the store's creation time: a store flushed and
+     * loaded again restarts its revisions */
+    const char *get[] = {"GET", FXB_CATALOG_KEY_REV};
+    const char *born[] = {"HGET", FXB_KEY_META, "created_at"};
+    fxb_store_cmd cmds[] = {{2, get, NULL}, {3, born, NULL}};
+    redisReply *rs[2];
+    fxb_code rc = fxb_store_pipeline(s, err, 2, cmds, rs);
+    if (rc != FXB_OK)
+        return rc;
+    uint64_t rev = rs[0]->type == REDIS_REPLY_STRING ? strtoull(rs[0]->str, NULL, 10) : 0;
+    uint64_t created = rs[1]->type == REDIS_REPLY_STRING ? strtoull(rs[1]->str, NULL, 10) : 0;
+    freeReplyObject(rs[0]);
+    freeReplyObject(rs[1]);
+    uint64_t stamp = rev * 1000003u ^ created; /* one number for both */
+    char key[FXB_CATALOG_CODE_MAX + 16];
+    snprintf(key, sizeof key, "%s#%u", code, version);
+    Fxb__V1__ServiceItem *hit = cache_get(a, key, stamp);
+    if (hit != NULL) {
+        *out = hit;
+        return FXB_OK;
+    }
+    rc = catalog_build(s, a, code, version, out, err);
+    if (rc == FXB_OK)
+        cache_put(key, stamp, *out);
+    return rc;
+}
+
+void fxb_catalog_cache_clear(void)
+{
+    pthread_mutex_lock(&item_cache_mu);
+    for (size_t i = 0; i < ITEM_CACHE_SLOTS; i++) {
+        free(item_cache[i].packed);
+        item_cache[i] = (cached_item){0};
+    }
+    item_cache_used = 0;
+    pthread_mutex_unlock(&item_cache_mu);
 }
 
 fxb_code fxb_catalog_bundle(fxb_store *s, fxb_arena *a, const char *code, Fxb__V1__Bundle **out,

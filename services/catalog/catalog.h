@@ -19,6 +19,10 @@
 fxb_code fxb_catalog_get(fxb_store *s, fxb_arena *a, const char *code, uint32_t version,
                          Fxb__V1__ServiceItem **out, fxb_err *err);
 
+/* Empties the process's cache of built items (fxb_catalog_get keeps them
+ * while fxb:catalog:rev does not move); for shutdown and tests. */
+void fxb_catalog_cache_clear(void);
+
 /* The bundle of code, unpacked into the arena. NOT_FOUND BUNDLE_NOT_FOUND. */
 fxb_code fxb_catalog_bundle(fxb_store *s, fxb_arena *a, const char *code, Fxb__V1__Bundle **out,
                             fxb_err *err);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "services/catalog/catalog.h"
 #include "services/filing/application.h"
 #include "services/material/material.h"
 
@@ -78,6 +79,7 @@ static int each_setup(void **state)
         free(f);
         return -1;
     }
+    fxb_catalog_cache_clear(); /* a flushed store starts its revisions again */
     freeReplyObject(r);
     fxb_arena_init(&f->a, 0);
     *state = f;
