@@ -11,6 +11,8 @@
 
 #include <jansson.h>
 
+#include "server/text.h"
+
 #define SCHEMA_JSON_MAX    (1024u * 1024u)    /* bytes of schema JSON */
 #define SCHEMA_ENTRIES_MAX (2 * FXB_ATTR_MAX) /* attributes[] of both subject types */
 #define DESCRIPTION_MAX    200                /* characters */
@@ -66,48 +68,6 @@ static void eadd(errbuf *e, const char *where, const char *fmt, ...)
 }
 
 /* --- text checks ---------------------------------------------------------- */
-
-/* Characters of well-formed UTF-8 without C0/C1 controls or DEL in s (len
- * bytes); -1 when it is not. */
-static long utf8_chars(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    long n = 0;
-    for (size_t i = 0; i < len; n++) {
-        unsigned c = p[i];
-        uint32_t cp;
-        size_t k;
-        if (c < 0x80) {
-            cp = c;
-            k = 1;
-        } else if ((c & 0xE0) == 0xC0) {
-            cp = c & 0x1F;
-            k = 2;
-        } else if ((c & 0xF0) == 0xE0) {
-            cp = c & 0x0F;
-            k = 3;
-        } else if ((c & 0xF8) == 0xF0) {
-            cp = c & 0x07;
-            k = 4;
-        } else {
-            return -1;
-        }
-        if (i + k > len)
-            return -1;
-        for (size_t j = 1; j < k; j++) {
-            if ((p[i + j] & 0xC0) != 0x80)
-                return -1;
-            cp = (cp << 6) | (p[i + j] & 0x3F);
-        }
-        if ((k == 2 && cp < 0x80) || (k == 3 && cp < 0x800) || (k == 4 && cp < 0x10000) ||
-            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return -1;
-        if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))
-            return -1;
-        i += k;
-    }
-    return n;
-}
 
 static bool name_valid(const char *s)
 {
@@ -190,7 +150,7 @@ static bool parse_attr(errbuf *e, json_t *o, size_t i, fxb_attr *out, bool *ok)
             eadd(e, wk,
                  "unknown member \"%.32s\" (allowed: name, subject, type, values, min, "
                  "max, source, description)",
-                 utf8_chars(k, strlen(k)) >= 0 ? k : "?");
+                 fxb_text_chars(k, strlen(k)) >= 0 ? k : "?");
         }
     }
     char f[96];
@@ -270,7 +230,7 @@ static bool parse_attr(errbuf *e, json_t *o, size_t i, fxb_attr *out, bool *ok)
                     eadd(e, fk, "must be a string");
                     continue;
                 }
-                long chars = utf8_chars(json_string_value(x), json_string_length(x));
+                long chars = fxb_text_chars(json_string_value(x), json_string_length(x));
                 if (chars < 1 || chars > FXB_ATTR_TEXT_MAX ||
                     strlen(json_string_value(x)) != json_string_length(x)) {
                     eadd(e, fk, "must be 1..%d characters of UTF-8 without control characters",
@@ -305,7 +265,7 @@ static bool parse_attr(errbuf *e, json_t *o, size_t i, fxb_attr *out, bool *ok)
     snprintf(f, sizeof f, "%s.description", w);
     if (desc != NULL) {
         long chars = json_is_string(desc)
-                         ? utf8_chars(json_string_value(desc), json_string_length(desc))
+                         ? fxb_text_chars(json_string_value(desc), json_string_length(desc))
                          : -1;
         if (chars < 0 || chars > DESCRIPTION_MAX ||
             strlen(json_string_value(desc)) != json_string_length(desc))
@@ -361,7 +321,7 @@ fxb_code fxb_schema_parse(const char *json, size_t len, fxb_schema **out, char *
         {
             if (strcmp(k, "attributes") != 0)
                 eadd(&e, "schema", "unknown member \"%.32s\" (allowed: attributes)",
-                     utf8_chars(k, strlen(k)) >= 0 ? k : "?");
+                     fxb_text_chars(k, strlen(k)) >= 0 ? k : "?");
         }
         if (!json_is_array(attrs) || n == 0)
             eadd(&e, "attributes", "required: a non-empty array");

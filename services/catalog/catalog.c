@@ -41,6 +41,7 @@
 
 #include "auth/scope.h"
 #include "services/catalog/catalog_import.h"
+#include "server/text.h"
 #include "store/keys.h"
 
 #define PAGE_DEFAULT  20
@@ -892,7 +893,7 @@ static fxb_code search_items(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
     size_t n = strlen(kw);
     while (n > 0 && kw[n - 1] == ' ')
         n--;
-    long chars = fxb_catalog_utf8_chars(kw, n);
+    long chars = fxb_text_chars(kw, n);
     if (chars < 1 || chars > KEYWORD_MAX)
         return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, "KEYWORD_INVALID", "请输入1到32个字的关键词",
                             "keyword must be 1..%d characters of text", KEYWORD_MAX);

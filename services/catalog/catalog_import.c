@@ -19,6 +19,7 @@
 
 #include "auth/scope.h"
 #include "server/arena.h"
+#include "server/text.h"
 
 #define TEXT_MAX           500 /* any string, in characters (code points) */
 #define ARRAY_MAX          30  /* any list inside a guide or a bundle */
@@ -120,47 +121,6 @@ static void set_who(vctx *v, const char *kind, const char *code, size_t index, b
         snprintf(v->who, sizeof v->who, "[%zu]", index);
 }
 
-long fxb_catalog_utf8_chars(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    long n = 0;
-    for (size_t i = 0; i < len;) {
-        unsigned c = p[i];
-        uint32_t cp;
-        size_t k;
-        if (c < 0x80) {
-            cp = c;
-            k = 1;
-        } else if ((c & 0xE0) == 0xC0) {
-            cp = c & 0x1F;
-            k = 2;
-        } else if ((c & 0xF0) == 0xE0) {
-            cp = c & 0x0F;
-            k = 3;
-        } else if ((c & 0xF8) == 0xF0) {
-            cp = c & 0x07;
-            k = 4;
-        } else {
-            return -1;
-        }
-        if (i + k > len)
-            return -1;
-        for (size_t j = 1; j < k; j++) {
-            if ((p[i + j] & 0xC0) != 0x80)
-                return -1;
-            cp = (cp << 6) | (p[i + j] & 0x3F);
-        }
-        if ((k == 2 && cp < 0x80) || (k == 3 && cp < 0x800) || (k == 4 && cp < 0x10000) ||
-            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return -1;
-        if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))
-            return -1;
-        i += k;
-        n++;
-    }
-    return n;
-}
-
 static bool in_list(const char *const *list, size_t n, const char *s)
 {
     for (size_t i = 0; i < n; i++)
@@ -223,7 +183,7 @@ static const char *text_of(vctx *v, json_t *j, const char *pfx, const char *fiel
         return "";
     }
     const char *s = json_string_value(j);
-    long n = fxb_catalog_utf8_chars(s, json_string_length(j));
+    long n = fxb_text_chars(s, json_string_length(j));
     if (n < 0 || strlen(s) != json_string_length(j)) {
         verr(v, pfx, field, "must be UTF-8 text without control characters");
         return "";

@@ -37,10 +37,6 @@
 #define FXB_CATALOG_CATEGORIES 12
 extern const char *const fxb_catalog_categories[FXB_CATALOG_CATEGORIES];
 
-/* Code points of valid UTF-8 text of len bytes, or -1 when it is not valid
- * UTF-8 or holds a control character (C0, DEL, C1). */
-long fxb_catalog_utf8_chars(const char *s, size_t len);
-
 /* "city", "county", "township", "village" for a level (NULL otherwise), and
  * back (ITEM_LEVEL_UNSPECIFIED for an unknown name). */
 const char *fxb_catalog_level_name(Fxb__V1__ItemLevel level);

@@ -36,6 +36,7 @@
 #include "fxb/v1/officer.pb-c.h"
 #include "server/config.h"
 #include "server/log.h"
+#include "server/text.h"
 #include "services/calendar/calendar.h"
 #include "services/catalog/catalog.h"
 #include "services/filing/application.h"
@@ -149,55 +150,10 @@ static fxb_code store_shape(fxb_ctx *ctx, const char *what)
                         "%s answered in an unexpected shape", what);
 }
 
-/* Counts the characters of valid UTF-8 text without control characters;
- * -1 when s is not such text or longer than max_bytes. */
-static long utf8_chars(const char *s, size_t max_bytes)
-{
-    long n = 0;
-    const unsigned char *p = (const unsigned char *)s;
-    size_t len = strnlen(s, max_bytes + 1);
-    if (len > max_bytes)
-        return -1;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = p[i];
-        size_t k;
-        unsigned cp;
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f)
-                return -1;
-            k = 0;
-            cp = c;
-        } else if ((c & 0xe0) == 0xc0) {
-            k = 1;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            k = 2;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            k = 3;
-            cp = c & 0x07;
-        } else {
-            return -1;
-        }
-        for (size_t j = 1; j <= k; j++) {
-            if (i + j >= len || (p[i + j] & 0xc0) != 0x80)
-                return -1;
-            cp = (cp << 6) | (p[i + j] & 0x3f);
-        }
-        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
-            return -1;
-        i += k + 1;
-        n++;
-    }
-    return n;
-}
-
 /* True for min..max characters of text (NULL counts as ""). */
 static bool text_ok(const char *s, long min, long max)
 {
-    long n = utf8_chars(s ? s : "", 4 * (size_t)max);
+    long n = fxb_text_chars_max(s ? s : "", 4 * (size_t)max);
     return n >= min && n <= max;
 }
 
@@ -1051,7 +1007,7 @@ static fxb_code complete_application(fxb_ctx *ctx, const ProtobufCMessage *req_m
     if (rc != FXB_OK)
         return rc;
     const char *number_in = text_or_empty(req->licence_number);
-    if (number_in[0] != '\0' && utf8_chars(number_in, FXB_LICENCE_NUMBER_MAX) < 0)
+    if (number_in[0] != '\0' && fxb_text_chars_max(number_in, FXB_LICENCE_NUMBER_MAX) < 0)
         return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, R_LICENCE_NUMBER, "证照编号不正确",
                             "licence_number must be 0..%d bytes of UTF-8 text without control "
                             "characters",

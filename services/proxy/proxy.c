@@ -32,6 +32,7 @@
 #include "auth/uscc.h"
 #include "fxb/v1/proxy.pb-c.h"
 #include "server/log.h"
+#include "server/text.h"
 #include "services/auth/auth_service.h"
 #include "services/enterprise/enterprise.h"
 #include "services/identity/identity.h"
@@ -325,51 +326,6 @@ static bool gid_valid(const char *gid)
 static const char *subject_tag(const char *id)
 {
     return eid_valid(id) ? "e" : "u";
-}
-
-/* Counts the characters of valid UTF-8 text without control characters;
- * -1 when s is not such text. */
-static long utf8_chars(const char *s, size_t max_bytes)
-{
-    long n = 0;
-    const unsigned char *p = (const unsigned char *)s;
-    size_t len = strnlen(s, max_bytes + 1);
-    if (len > max_bytes)
-        return -1;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = p[i];
-        size_t k;
-        unsigned cp;
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f)
-                return -1;
-            k = 0;
-            cp = c;
-        } else if ((c & 0xe0) == 0xc0) {
-            k = 1;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            k = 2;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            k = 3;
-            cp = c & 0x07;
-        } else {
-            return -1;
-        }
-        for (size_t j = 1; j <= k; j++) {
-            if (i + j >= len || (p[i + j] & 0xc0) != 0x80)
-                return -1;
-            cp = (cp << 6) | (p[i + j] & 0x3f);
-        }
-        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
-            return -1;
-        i += k + 1;
-        n++;
-    }
-    return n;
 }
 
 /* Subject keys "{<t>:<id>}:grants:<suffix>" (arena), or NULL. */
@@ -695,7 +651,7 @@ static fxb_code terms_check(fxb_ctx *ctx, char **scopes, size_t n_scopes, int64_
     t->pending_until = now + FXB_GRANT_PENDING_MAX_MS;
     if (t->pending_until > t->valid_until)
         t->pending_until = t->valid_until;
-    long chars = purpose ? utf8_chars(purpose, 4 * PURPOSE_MAX) : 0;
+    long chars = purpose ? fxb_text_chars_max(purpose, 4 * PURPOSE_MAX) : 0;
     if (chars < 1 || chars > PURPOSE_MAX)
         return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, R_PURPOSE, "请填写授权事由（1至200个字符）",
                             "purpose must be 1..%d characters of UTF-8 text without control "
@@ -707,7 +663,7 @@ static fxb_code terms_check(fxb_ctx *ctx, char **scopes, size_t n_scopes, int64_
 
 static fxb_code reason_check(fxb_ctx *ctx, const char *reason)
 {
-    long chars = reason ? utf8_chars(reason, 4 * REASON_MAX) : 0;
+    long chars = reason ? fxb_text_chars_max(reason, 4 * REASON_MAX) : 0;
     if (chars < 0 || chars > REASON_MAX)
         return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, R_REASON, "原因最多200个字符",
                             "reason must be 0..%d characters of UTF-8 text without control "

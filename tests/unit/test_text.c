@@ -1,0 +1,73 @@
+/* Text checks (server/text.h) as rules: characters are code points, text
+ * is well-formed UTF-8 without control characters. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "server/text.h"
+
+static long chars(const char *s)
+{
+    return fxb_text_chars(s, strlen(s));
+}
+
+static void code_points_are_counted(void **state)
+{
+    (void)state;
+    assert_int_equal(chars(""), 0);
+    assert_int_equal(chars("abc"), 3);
+    assert_int_equal(chars("新乡市"), 3);           /* 3 bytes each */
+    assert_int_equal(chars("é"), 1);                /* 2 bytes */
+    assert_int_equal(chars("\xf0\x9f\x98\x80"), 1); /* U+1F600, 4 bytes */
+    assert_int_equal(chars("a 红旗区 b"), 7);
+}
+
+static void controls_are_refused(void **state)
+{
+    (void)state;
+    assert_int_equal(chars("a\nb"), -1);
+    assert_int_equal(chars("a\tb"), -1);
+    assert_int_equal(chars("\x1b[31m"), -1);
+    assert_int_equal(chars("a\x7f"), -1);
+    assert_int_equal(chars("\xc2\x85"), -1); /* U+0085, C1 */
+    assert_int_equal(chars("\xc2\xa0"), 1);  /* U+00A0 is not a control */
+    assert_int_equal(fxb_text_chars("a\0b", 3), -1);
+}
+
+static void malformed_utf8_is_refused(void **state)
+{
+    (void)state;
+    assert_int_equal(chars("\xc0\xaf"), -1);         /* overlong '/' */
+    assert_int_equal(chars("\xe0\x80\xaf"), -1);     /* overlong */
+    assert_int_equal(chars("\xed\xa0\x80"), -1);     /* surrogate D800 */
+    assert_int_equal(chars("\xf4\x90\x80\x80"), -1); /* past U+10FFFF */
+    assert_int_equal(chars("\xe6\x96"), -1);         /* cut */
+    assert_int_equal(chars("\x80"), -1);             /* lone continuation */
+    assert_int_equal(chars("\xff"), -1);
+    assert_int_equal(chars("\xf8\x88\x80\x80\x80"), -1);
+}
+
+static void the_bounded_form_counts_bytes_first(void **state)
+{
+    (void)state;
+    assert_int_equal(fxb_text_chars_max("新乡", 6), 2);
+    assert_int_equal(fxb_text_chars_max("新乡", 5), -1);
+    assert_int_equal(fxb_text_chars_max("", 0), 0);
+    assert_int_equal(fxb_text_chars_max("a", 0), -1);
+    assert_int_equal(fxb_text_chars_max("a\n", 10), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(code_points_are_counted),
+        cmocka_unit_test(controls_are_refused),
+        cmocka_unit_test(malformed_utf8_is_refused),
+        cmocka_unit_test(the_bounded_form_counts_bytes_first),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
