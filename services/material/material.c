@@ -39,6 +39,7 @@
 #include "auth/scope.h"
 #include "auth/token.h"
 #include "server/log.h"
+#include "server/text.h"
 #include "store/inbox.h"
 #include "store/keys.h"
 
@@ -134,57 +135,6 @@ const fxb_blob_store *fxb_material_blobs(void)
 
 /* --- text checks ------------------------------------------------------------ */
 
-/* Decodes one well-formed UTF-8 character (no overlongs, surrogates or
- * values past U+10FFFF) at s (n bytes left); its length, or 0. */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t v;
-    unsigned lo = 0x80, hi = 0xbf;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        v = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        v = c & 0x0f;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        v = c & 0x07;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t k = 1; k < len; k++) {
-        if (s[k] < 0x80 || s[k] > 0xbf)
-            return 0;
-        v = (v << 6) | (s[k] & 0x3f);
-    }
-    *cp = v;
-    return len;
-}
-
-/* C0 and C1 controls, DEL, line/paragraph separators and the bidi
- * controls that would make a name read otherwise than it is. */
-static bool is_control(uint32_t cp)
-{
-    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
-           (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0x200e ||
-           cp == 0x200f || cp == 0x061c;
-}
-
 /* 1..max characters of well-formed UTF-8 without controls (nor path
  * separators when no_slash). */
 static bool text_valid(const char *s, size_t max_chars, bool no_slash)
@@ -197,8 +147,8 @@ static bool text_valid(const char *s, size_t max_chars, bool no_slash)
     size_t chars = 0;
     for (size_t i = 0; i < n; chars++) {
         uint32_t cp;
-        size_t len = utf8_next((const unsigned char *)s + i, n - i, &cp);
-        if (len == 0 || is_control(cp) || (no_slash && (cp == '/' || cp == '\\')))
+        size_t len = fxb_utf8_next((const unsigned char *)s + i, n - i, &cp);
+        if (len == 0 || fxb_text_is_control(cp) || (no_slash && (cp == '/' || cp == '\\')))
             return false;
         i += len;
     }
@@ -239,7 +189,7 @@ static void mask_number(const char *number, char *out)
     size_t starts[FXB_LICENCE_NUMBER_MAX + 1];
     for (size_t i = 0; i < n && chars < FXB_LICENCE_NUMBER_MAX;) {
         uint32_t cp;
-        size_t len = utf8_next((const unsigned char *)number + i, n - i, &cp);
+        size_t len = fxb_utf8_next((const unsigned char *)number + i, n - i, &cp);
         starts[chars++] = i;
         i += len ? len : 1;
     }

@@ -63,6 +63,7 @@
 #include "auth/token.h"
 #include "fxb/v1/rating.pb-c.h"
 #include "server/log.h"
+#include "server/text.h"
 #include "services/calendar/calendar.h"
 #include "services/filing/application.h"
 #include "store/audit.h"
@@ -292,57 +293,6 @@ static bool item_valid(const char *s)
     return true;
 }
 
-/* Decodes one well-formed UTF-8 character (no overlongs, surrogates or
- * values past U+10FFFF) at s (n bytes left); its length, or 0. */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t v;
-    unsigned lo = 0x80, hi = 0xbf;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        v = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        v = c & 0x0f;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        v = c & 0x07;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t k = 1; k < len; k++) {
-        if (s[k] < 0x80 || s[k] > 0xbf)
-            return 0;
-        v = (v << 6) | (s[k] & 0x3f);
-    }
-    *cp = v;
-    return len;
-}
-
-/* C0 and C1 controls, DEL, line/paragraph separators and the bidi
- * controls that would make a text read otherwise than it is. */
-static bool is_control(uint32_t cp)
-{
-    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
-           (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0x200e ||
-           cp == 0x200f || cp == 0x061c;
-}
-
 /* min_chars..max_chars characters of well-formed UTF-8 without controls
  * (NULL reads as ""). */
 static bool text_valid(const char *s, size_t min_chars, size_t max_chars)
@@ -355,8 +305,8 @@ static bool text_valid(const char *s, size_t min_chars, size_t max_chars)
     size_t chars = 0;
     for (size_t i = 0; i < n; chars++) {
         uint32_t cp;
-        size_t len = utf8_next((const unsigned char *)s + i, n - i, &cp);
-        if (len == 0 || is_control(cp))
+        size_t len = fxb_utf8_next((const unsigned char *)s + i, n - i, &cp);
+        if (len == 0 || fxb_text_is_control(cp))
             return false;
         i += len;
     }

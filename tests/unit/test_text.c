@@ -36,6 +36,26 @@ static void controls_are_refused(void **state)
     assert_int_equal(chars("\xc2\x85"), -1); /* U+0085, C1 */
     assert_int_equal(chars("\xc2\xa0"), 1);  /* U+00A0 is not a control */
     assert_int_equal(fxb_text_chars("a\0b", 3), -1);
+    /* bidirectional controls and separators (text that reads otherwise
+     * than it is) */
+    assert_int_equal(chars("\xe2\x80\xae"), -1); /* U+202E RLO */
+    assert_int_equal(chars("\xe2\x81\xa6"), -1); /* U+2066 LRI */
+    assert_int_equal(chars("\xe2\x80\x8f"), -1); /* U+200F RLM */
+    assert_int_equal(chars("\xd8\x9c"), -1);     /* U+061C ALM */
+    assert_int_equal(chars("\xe2\x80\xa8"), -1); /* U+2028 */
+    assert_int_equal(chars("\xe2\x80\x94"), 1);  /* U+2014 em dash is text */
+}
+
+static void one_character_at_a_time(void **state)
+{
+    (void)state;
+    uint32_t cp = 0;
+    assert_int_equal(fxb_utf8_next((const unsigned char *)"\xe6\x96\xb0x", 4, &cp), 3);
+    assert_int_equal(cp, 0x65B0); /* 新 */
+    assert_int_equal(fxb_utf8_next((const unsigned char *)"\xe6\x96", 2, &cp), 0);
+    assert_int_equal(fxb_utf8_next((const unsigned char *)"", 0, &cp), 0);
+    assert_true(fxb_text_is_control(0x202E));
+    assert_false(fxb_text_is_control('a'));
 }
 
 static void malformed_utf8_is_refused(void **state)
@@ -68,6 +88,7 @@ int main(void)
         cmocka_unit_test(controls_are_refused),
         cmocka_unit_test(malformed_utf8_is_refused),
         cmocka_unit_test(the_bounded_form_counts_bytes_first),
+        cmocka_unit_test(one_character_at_a_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
