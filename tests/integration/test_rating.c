@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "services/rating/rating.h"
 #include "store/inbox.h"
 
@@ -29,24 +30,7 @@ static char test_url[FXB_STORE_URL_MAX + 64];
 static int group_setup(void **state)
 {
     (void)state;
-    const char *base = getenv("FXB_TEST_REDIS_URL");
-    if (base == NULL || base[0] == '\0') {
-        fprintf(stderr, "FXB_TEST_REDIS_URL is not set (tests/run.sh sets it)\n");
-        return -1;
-    }
-    fxb_store_url u;
-    fxb_err err;
-    if (fxb_store_url_parse(base, &u, &err) != FXB_OK) {
-        fprintf(stderr, "FXB_TEST_REDIS_URL: %s\n", err.message);
-        return -1;
-    }
-    if (u.is_unix)
-        snprintf(test_url, sizeof test_url, "unix://%s?db=%d", u.host, TEST_DB);
-    else if (strchr(u.host, ':') != NULL)
-        snprintf(test_url, sizeof test_url, "redis://[%s]:%d/%d", u.host, u.port, TEST_DB);
-    else
-        snprintf(test_url, sizeof test_url, "redis://%s:%d/%d", u.host, u.port, TEST_DB);
-    return 0;
+    return fxb_test_redis_url(TEST_DB, test_url, sizeof test_url);
 }
 
 static int each_setup(void **state)
