@@ -157,10 +157,11 @@ static int64_t ymd_days(uint32_t ymd)
     return days_from_civil(ymd / 10000, ymd / 100 % 100, ymd % 100);
 }
 
-/* --- the generator ----------------------------------------------------------------------------- */
+/* --- the generator -----------------------------------------------------------------------------
+ */
 
-static const char *const DISTRICTS[] = {"红旗区", "卫滨区", "凤泉区",   "牧野区", "新乡县",
-                                        "获嘉县", "原阳县", "延津县",   "封丘县", "卫辉市",
+static const char *const DISTRICTS[] = {"红旗区", "卫滨区", "凤泉区",     "牧野区", "新乡县",
+                                        "获嘉县", "原阳县", "延津县",     "封丘县", "卫辉市",
                                         "辉县市", "长垣市", "平原示范区", "高新区", "经开区"};
 #define N_DISTRICTS 15
 /* registered population, thousands (rounded, 2020-census order of magnitude) */
@@ -170,30 +171,30 @@ static double district_cum[N_DISTRICTS] = {520, 250, 160, 330, 330, 380, 560, 43
 static const double URBAN[N_DISTRICTS] = {0.88, 0.86, 0.62, 0.84, 0.30, 0.28, 0.24, 0.25,
                                           0.22, 0.42, 0.40, 0.45, 0.50, 0.80, 0.75};
 /* enterprises per district (relative) */
-static double ent_district_cum[N_DISTRICTS] = {160, 90, 40, 80, 60, 50, 60, 45,
-                                               50, 55, 80, 110, 30, 70, 50};
+static double ent_district_cum[N_DISTRICTS] = {160, 90, 40, 80,  60, 50, 60, 45,
+                                               50,  55, 80, 110, 30, 70, 50};
 
 static const char *const EMPLOYMENT[] = {"employed", "unemployed", "retired", "student", "other"};
 enum { EMP_EMPLOYED, EMP_UNEMPLOYED, EMP_RETIRED, EMP_STUDENT, EMP_OTHER };
 static const char *const HOUSEHOLD[] = {"urban", "rural"};
 
 /* population pyramid: share (%) of each 5-year band 0-4 ... 95-99, and 100 */
-static const double PYRAMID[21] = {4.6, 6.2, 6.6, 5.9, 5.0, 5.8, 8.1, 7.0, 6.4, 7.6, 8.4,
+static const double PYRAMID[21] = {4.6, 6.2, 6.6, 5.9, 5.0, 5.8, 8.1, 7.0, 6.4,  7.6,  8.4,
                                    7.1, 5.3, 5.4, 4.0, 2.5, 1.6, 0.8, 0.3, 0.07, 0.005};
 static double age_cum[101];
 
 static const char *const INDUSTRY[] = {"A", "B", "C", "D", "E", "F", "G", "H", "I", "J",
                                        "K", "L", "M", "N", "O", "P", "Q", "R", "S", "T"};
-static double industry_cum[20] = {4, 0.5, 14, 0.6, 0.6, 7, 38, 3, 4, 0.5,
-                                  0.8, 3, 6, 1.5, 7, 1.5, 1, 2, 5, 0.1};
+static double industry_cum[20] = {4,   0.5, 14, 0.6, 0.6, 7,   38, 3, 4, 0.5,
+                                  0.8, 3,   6,  1.5, 7,   1.5, 1,  2, 5, 0.1};
 static const char *const SIZES[] = {"micro", "small", "medium", "large"};
 static double size_cum[4] = {82, 14, 3.4, 0.6};
 static const char *const TAX[] = {"A", "B", "M", "C", "D"};
 static double tax_cum[5] = {14, 48, 28, 7, 3};
-static const char *const CERTS[MAX_CERTS] = {"ISO9001", "ISO14001", "科技型中小企业",
-                                             "专精特新", "守合同重信用", "AAA信用",
-                                             "绿色工厂", "瞪羚企业", "小巨人", "知识产权优势企业"};
-static const double CERT_P[MAX_CERTS] = {0.12, 0.05, 0.05, 0.02, 0.04,
+static const char *const CERTS[MAX_CERTS] = {
+    "ISO9001", "ISO14001", "科技型中小企业", "专精特新", "守合同重信用",
+    "AAA信用", "绿色工厂", "瞪羚企业",       "小巨人",   "知识产权优势企业"};
+static const double CERT_P[MAX_CERTS] = {0.12, 0.05, 0.05,  0.02,  0.04,
                                          0.03, 0.01, 0.005, 0.003, 0.008};
 
 typedef struct person {
@@ -226,8 +227,9 @@ static void gen_init(void)
 static uint32_t birth_for_age(rng *r, int age, uint32_t today)
 {
     uint32_t ty = today / 10000, md = today % 10000;
-    int64_t hi = days_from_civil((int64_t)ty - age, md / 100, md % 100);          /* birthday today */
-    int64_t lo = days_from_civil((int64_t)ty - age - 1, md / 100, md % 100) + 1;  /* turns age+1 tomorrow */
+    int64_t hi = days_from_civil((int64_t)ty - age, md / 100, md % 100); /* birthday today */
+    int64_t lo =
+        days_from_civil((int64_t)ty - age - 1, md / 100, md % 100) + 1; /* turns age+1 tomorrow */
     return civil_from_days(lo + (int64_t)below(r, (uint32_t)(hi - lo + 1)));
 }
 
@@ -262,7 +264,8 @@ static void gen_person(uint64_t seed, uint64_t row, uint32_t today, person *p)
     } else if (age < 16) {
         emp = chance(&r, 0.97) ? EMP_STUDENT : EMP_OTHER;
     } else if (age < 23) {
-        static const double w[5] = {0.30, 0.35, 0.35, 0.90, 1.0}; /* cum: emp, unemp, -, stud, other */
+        static const double w[5] = {0.30, 0.35, 0.35, 0.90,
+                                    1.0}; /* cum: emp, unemp, -, stud, other */
         emp = pick(&r, w, 5);
     } else if (age < 60) {
         static const double w[5] = {0.72, 0.78, 0.82, 0.83, 1.0};
@@ -301,15 +304,15 @@ static void gen_enterprise(uint64_t seed, uint64_t row, uint32_t today, enterpri
     /* established: skewed to recent years, 1980 .. today */
     int64_t t = ymd_days(today), first = ymd_days(19800101);
     double u = unif(&r);
-    e->established = chance(&r, 0.01) ? 0
-                                      : civil_from_days(t - (int64_t)((double)(t - first) * u * u));
+    e->established =
+        chance(&r, 0.01) ? 0 : civil_from_days(t - (int64_t)((double)(t - first) * u * u));
     if (chance(&r, 0.25)) {
         e->n_certs = -1;
     } else {
         e->n_certs = 0;
         for (int i = 0; i < MAX_CERTS; i++) {
-            double p = CERT_P[i] * (tech_ind && i >= 2 && i != 4 && i != 5 ? 3 : 1) *
-                       (size >= 2 ? 3 : 1);
+            double p =
+                CERT_P[i] * (tech_ind && i >= 2 && i != 4 && i != 5 ? 3 : 1) * (size >= 2 ? 3 : 1);
             if (chance(&r, p))
                 e->certs[e->n_certs++] = (uint8_t)i;
         }
@@ -442,14 +445,13 @@ static int cmd_gen(uint64_t seed, uint32_t today, uint64_t n_persons, uint64_t n
 
 typedef struct attrs {
     /* person */
-    const fxb_attr *birth, *district, *disability, *low_income, *pension, *employment,
-        *children, *veteran, *household, *age;
+    const fxb_attr *birth, *district, *disability, *low_income, *pension, *employment, *children,
+        *veteran, *household, *age;
     /* enterprise */
-    const fxb_attr *industry, *size, *edistrict, *employees, *tax, *high_tech, *established,
-        *certs;
+    const fxb_attr *industry, *size, *edistrict, *employees, *tax, *high_tech, *established, *certs;
     /* our table index -> the schema's enum index */
-    int district_ix[N_DISTRICTS], employment_ix[5], household_ix[2], industry_ix[20],
-        size_ix[4], tax_ix[5], edistrict_ix[N_DISTRICTS];
+    int district_ix[N_DISTRICTS], employment_ix[5], household_ix[2], industry_ix[20], size_ix[4],
+        tax_ix[5], edistrict_ix[N_DISTRICTS];
 } attrs;
 
 static const fxb_schema *g_schema;
@@ -705,26 +707,6 @@ static void parse_rule(const char *spec, rule_def *d)
             where.message);
 }
 
-typedef struct listbuf {
-    const fxb_index *ix;
-    char *p, *end;
-} listbuf;
-
-static bool add_subject(uint32_t row, void *arg)
-{
-    listbuf *b = arg;
-    const char *s = fxb_index_subject(b->ix, row);
-    if (s == NULL)
-        return true;
-    size_t n = strlen(s);
-    if ((size_t)(b->end - b->p) < n + 1)
-        return false;
-    memcpy(b->p, s, n);
-    b->p[n] = '\n';
-    b->p += n + 1;
-    return true;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -751,12 +733,13 @@ static double match_once(const fxb_index *ix, const rule_def *d, uint32_t today,
         if ((g_list = malloc(g_list_cap)) == NULL)
             die("out of memory");
     }
-    listbuf b = {ix, g_list, g_list + g_list_cap};
-    fxb_index_rows_each(rows, add_subject, &b);
+    size_t len = fxb_index_rows_subjects(ix, rows, g_list, g_list_cap);
     fxb_index_rows_free(rows);
     double ms = now_ms() - t0;
+    if (len == 0 && n > 0)
+        die("the list of %s did not fit", d->name);
     *count = n;
-    *list_len = (size_t)(b.p - g_list);
+    *list_len = len;
     return ms;
 }
 
@@ -845,7 +828,8 @@ static void do_match(const fxb_index *ix, const rule_def *d, uint32_t today, int
     double med = MEDIAN(m), bmed = MEDIAN(bm);
 #undef MEDIAN
     printf("MATCH name=%s count=%" PRIu64 " md5=%s best_ms=%.3f median_ms=%.3f min_ms=%.3f "
-           "max_ms=%.3f first_ms=%.3f bitmap_median_ms=%.3f conditions=%zu eval_count=%" PRIu64 "\n",
+           "max_ms=%.3f first_ms=%.3f bitmap_median_ms=%.3f conditions=%zu eval_count=%" PRIu64
+           "\n",
            d->name, count, md5, best, med, m[0], m[median_of - 1], warm, bmed,
            fxb_rule_conditions(d->rule), scan);
     fflush(stdout);
@@ -880,8 +864,8 @@ static int random_condition(rng *r, char *out, size_t cap, unsigned *used)
         case 4:
             return snprintf(out, cap, "receives_pension == %s", chance(r, 0.5) ? "true" : "false");
         case 5:
-            return snprintf(out, cap, "employment %s \"%s\"", chance(r, 0.7) ? "==" : "!=",
-                            EMPLOYMENT[below(r, 5)]);
+            return snprintf(out, cap, "employment %s \"%s\"",
+                            chance(r, 0.7) ? "==" : "!=", EMPLOYMENT[below(r, 5)]);
         case 6:
             return snprintf(out, cap, "children %s %u", ops[below(r, 6)], below(r, 4));
         case 7:
@@ -914,8 +898,7 @@ static fxb_rule **random_policies(uint64_t seed, int n)
         }
         fxb_rule_error where;
         fxb_err err;
-        if (fxb_rule_compile(g_schema, FXB_SUBJECT_PERSON, text, &rules[i], &where, &err) !=
-            FXB_OK)
+        if (fxb_rule_compile(g_schema, FXB_SUBJECT_PERSON, text, &rules[i], &where, &err) != FXB_OK)
             die("random policy %d does not compile (%s): %s", i, text, where.message);
         if (i < 3)
             fprintf(stderr, "policy %d: %s\n", i, text);
@@ -935,10 +918,10 @@ static void mutate(rng *r, person *p, uint32_t today)
         p->disability = unknown ? -1 : (int8_t)below(r, 5);
         break;
     case 2:
-        p->low_income = unknown ? -1 : (int8_t)!(p->low_income > 0);
+        p->low_income = unknown ? -1 : (int8_t) !(p->low_income > 0);
         break;
     case 3:
-        p->pension = unknown ? -1 : (int8_t)!(p->pension > 0);
+        p->pension = unknown ? -1 : (int8_t) !(p->pension > 0);
         break;
     case 4:
         p->employment = unknown ? -1 : (int8_t)below(r, 5);
@@ -947,7 +930,7 @@ static void mutate(rng *r, person *p, uint32_t today)
         p->children = unknown ? -1 : (int8_t)((p->children > 0 ? p->children : 0) + 1);
         break;
     case 6:
-        p->veteran = unknown ? -1 : (int8_t)!(p->veteran > 0);
+        p->veteran = unknown ? -1 : (int8_t) !(p->veteran > 0);
         break;
     case 7:
         p->household = unknown ? -1 : (int8_t)below(r, 2);
@@ -970,8 +953,8 @@ static void pct(const char *key, uint64_t *ns, size_t n)
     size_t p99 = (size_t)((double)n * 0.99 + 0.999999) - 1; /* nearest rank */
     if (p99 >= n)
         p99 = n - 1;
-    printf(" %s_p50_us=%.1f %s_p99_us=%.1f %s_max_us=%.1f", key, (double)ns[(n - 1) / 2] / 1e3,
-           key, (double)ns[p99] / 1e3, key, (double)ns[n - 1] / 1e3);
+    printf(" %s_p50_us=%.1f %s_p99_us=%.1f %s_max_us=%.1f", key, (double)ns[(n - 1) / 2] / 1e3, key,
+           (double)ns[p99] / 1e3, key, (double)ns[n - 1] / 1e3);
 }
 
 static uint64_t ns_now(void)
@@ -1167,8 +1150,8 @@ int main(int argc, char **argv)
                     fflush(stdout);
                     continue;
                 }
-                do_match(rules[i].type == FXB_SUBJECT_PERSON ? pix : eix, &rules[i], today,
-                         best_of, median_of);
+                do_match(rules[i].type == FXB_SUBJECT_PERSON ? pix : eix, &rules[i], today, best_of,
+                         median_of);
             } else if (strcmp(line, "change") == 0) {
                 if (persons == 0) {
                     printf("ERROR no persons\n");

@@ -1225,6 +1225,37 @@ void fxb_index_rows_each(const void *rows, bool (*fn)(uint32_t row, void *arg), 
         roaring_iterate(rows, fn, arg);
 }
 
+size_t fxb_index_rows_subjects(const fxb_index *ix, const void *rows, char *buf, size_t cap)
+{
+    if (ix == NULL || rows == NULL || buf == NULL)
+        return 0;
+    roaring_uint32_iterator_t it;
+    roaring_init_iterator(rows, &it);
+    uint32_t batch[1024];
+    size_t o = 0;
+    for (;;) {
+        uint32_t got = roaring_read_uint32_iterator(&it, batch, 1024);
+        if (got == 0)
+            break;
+        for (uint32_t k = 0; k < got; k++) {
+            if (k + 8 < got && batch[k + 8] < ix->n_rows)
+                __builtin_prefetch(slot(ix, batch[k + 8]));
+            if (batch[k] >= ix->n_rows)
+                continue;
+            const char *sub = slot(ix, batch[k]);
+            size_t n = strnlen(sub, SUBJECT_SLOT);
+            if (n == 0)
+                continue;
+            if (cap - o < n + 1)
+                return 0;
+            memcpy(buf + o, sub, n);
+            buf[o + n] = '\n';
+            o += n + 1;
+        }
+    }
+    return o;
+}
+
 void fxb_index_rows_free(void *rows)
 {
     if (rows != NULL)

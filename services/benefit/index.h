@@ -74,6 +74,12 @@ uint64_t fxb_index_rows_count(const void *rows);
 void fxb_index_rows_each(const void *rows, bool (*fn)(uint32_t row, void *arg), void *arg);
 void fxb_index_rows_free(void *rows);
 
+/* The subjects of rows in ascending row order, each followed by '\n',
+ * written to buf: the list a match produces, in one pass (rows read in
+ * batches, the subject table prefetched). Returns the bytes written, or 0
+ * when cap is too small (nothing usable then). */
+size_t fxb_index_rows_subjects(const fxb_index *ix, const void *rows, char *buf, size_t cap);
+
 typedef struct fxb_index_stats {
     uint64_t subjects;      /* rows in use */
     uint64_t bitmaps;       /* bitmaps held */

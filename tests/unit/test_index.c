@@ -364,6 +364,28 @@ static uint64_t check_rule(const fxb_index *ix, const model *m, const char *text
         count += want;
     }
     assert_int_equal(fxb_index_rows_count(rows), count);
+    /* the list of subjects: the matched rows' subjects, in row order */
+    size_t cap = (size_t)(count + 1) * 40;
+    char *list = malloc(cap), *want_list = malloc(cap);
+    assert_non_null(list);
+    assert_non_null(want_list);
+    size_t len = fxb_index_rows_subjects(ix, rows, list, cap), want_len = 0;
+    for (size_t row = 0; row < m->n; row++) {
+        if (!mk.hit[row])
+            continue;
+        const char *sub = fxb_index_subject(ix, (uint32_t)row);
+        assert_non_null(sub);
+        size_t n = strlen(sub);
+        memcpy(want_list + want_len, sub, n);
+        want_list[want_len + n] = '\n';
+        want_len += n + 1;
+    }
+    assert_int_equal(len, want_len);
+    assert_memory_equal(list, want_list, len);
+    if (count > 0)
+        assert_int_equal(fxb_index_rows_subjects(ix, rows, list, len - 1), 0); /* too small */
+    free(list);
+    free(want_list);
     free(mk.hit);
     fxb_index_rows_free(rows);
     fxb_rule_free(r);
