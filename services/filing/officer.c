@@ -726,6 +726,19 @@ static fxb_code request_correction(fxb_ctx *ctx, const ProtobufCMessage *req_msg
     return finish(ctx, "filing.request_correction", l.app, NULL, now, resp_msg);
 }
 
+/* The common start of an action on one application: its id and note
+ * checked, then the application loaded for the request's department. */
+static fxb_code load_action(fxb_ctx *ctx, const Fxb__V1__OfficerActionRequest *req, int64_t now,
+                            loaded *l)
+{
+    fxb_code rc = aid_check(ctx, req->application_id);
+    if (rc == FXB_OK)
+        rc = note_check(ctx, req->note);
+    if (rc == FXB_OK)
+        rc = load(ctx, req->department, req->application_id, false, false, now, l);
+    return rc;
+}
+
 /* --- StartReview ------------------------------------------------------------ */
 
 static fxb_code start_review(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
@@ -733,12 +746,8 @@ static fxb_code start_review(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
 {
     const Fxb__V1__OfficerActionRequest *req = (const Fxb__V1__OfficerActionRequest *)req_msg;
     int64_t now = fxb_wall_ms();
-    fxb_code rc = aid_check(ctx, req->application_id);
-    if (rc == FXB_OK)
-        rc = note_check(ctx, req->note);
     loaded l;
-    if (rc == FXB_OK)
-        rc = load(ctx, req->department, req->application_id, false, false, now, &l);
+    fxb_code rc = load_action(ctx, req, now, &l);
     if (rc != FXB_OK)
         return rc;
     if (l.app->status != FXB__V1__APPLICATION_STATUS__APPLICATION_STATUS_ACCEPTED)
@@ -867,12 +876,8 @@ static fxb_code approve_application(fxb_ctx *ctx, const ProtobufCMessage *req_ms
     const Fxb__V1__OfficerActionRequest *req = (const Fxb__V1__OfficerActionRequest *)req_msg;
     fxb_arena *a = fxb_ctx_arena(ctx);
     int64_t now = fxb_wall_ms();
-    fxb_code rc = aid_check(ctx, req->application_id);
-    if (rc == FXB_OK)
-        rc = note_check(ctx, req->note);
     loaded l;
-    if (rc == FXB_OK)
-        rc = load(ctx, req->department, req->application_id, false, false, now, &l);
+    fxb_code rc = load_action(ctx, req, now, &l);
     if (rc != FXB_OK)
         return rc;
     if (l.app->status != FXB__V1__APPLICATION_STATUS__APPLICATION_STATUS_IN_REVIEW)
@@ -1149,12 +1154,8 @@ static fxb_code confirm_rectified(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
 {
     const Fxb__V1__OfficerActionRequest *req = (const Fxb__V1__OfficerActionRequest *)req_msg;
     int64_t now = fxb_wall_ms();
-    fxb_code rc = aid_check(ctx, req->application_id);
-    if (rc == FXB_OK)
-        rc = note_check(ctx, req->note);
     loaded l;
-    if (rc == FXB_OK)
-        rc = load(ctx, req->department, req->application_id, false, false, now, &l);
+    fxb_code rc = load_action(ctx, req, now, &l);
     if (rc != FXB_OK)
         return rc;
     if (!decided_with_commitment(l.app->status))
