@@ -40,6 +40,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOG_PREFIX=auth-bench # log / die
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$ROOT/bench/lib.sh"
 DURATION=${DURATION:-3}
 C=${C:-20}
 M=${M:-10}
@@ -72,12 +75,6 @@ DELEG_TTL_S=600
 ECHO_PATH=/fxb.v1.DiagService/Echo
 PROBE_PATH=/fxb.v1.DiagService/ProbeSignedIn
 DELEG_PATH=/fxb.v1.DiagService/ProbeDelegated
-
-log() { echo "auth-bench: $*" >&2; }
-die() {
-    echo "auth-bench: error: $*" >&2
-    exit 1
-}
 
 for v in DURATION C M T WORKERS ROUNDS N_TOKENS MISS_TOKENS RUN_TIMEOUT START_TIMEOUT; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
@@ -124,21 +121,6 @@ command -v "$PY" >/dev/null || die "python3 is needed"
     die "$PY lacks grpcio/protobuf (apt-get install python3-grpcio python3-protobuf)"
 
 # --- packages -------------------------------------------------------------
-need_cmd() { # need_cmd COMMAND DEBIAN_PACKAGE
-    command -v "$1" >/dev/null && return 0
-    log "$1 not found: installing $2"
-    local sudo=()
-    if ((EUID != 0)); then
-        command -v sudo >/dev/null || die "$1 is missing and I am not root: apt-get install $2"
-        sudo=(sudo)
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    if ! "${sudo[@]}" apt-get install -y -q "$2" >/dev/null; then
-        "${sudo[@]}" apt-get update -q >/dev/null || true
-        "${sudo[@]}" apt-get install -y -q "$2" >/dev/null || die "apt-get install $2 failed"
-    fi
-    command -v "$1" >/dev/null || die "$1 still missing after installing $2"
-}
 need_cmd redis-server redis-server
 need_cmd redis-cli redis-tools
 need_cmd timeout coreutils
@@ -149,130 +131,22 @@ BINARIES=(fxb-server fxb-admin fxb-bench-auth)
 BUILD_TARGETS=("${BINARIES[@]}")
 [[ $TOKEN_BENCH == 1 ]] && BUILD_TARGETS+=(fxb-bench-token) # run if present
 
-cache_value() { # cache_value BUILD_DIR NAME: a CMakeCache.txt entry, empty if none
-    [[ -f $1/CMakeCache.txt ]] || return 0
-    sed -n "s/^$2:[A-Z]*=//p" "$1/CMakeCache.txt" | head -n1
-}
-
-if [[ $SKIP_BUILD != 1 ]]; then
-    command -v cmake >/dev/null || die "cmake not found (or run with SKIP_BUILD=1 BUILD_DIR=...)"
-    if [[ -z $BUILD_DIR ]]; then
-        BUILD_DIR=$ROOT/build
-        if [[ -f $BUILD_DIR/CMakeCache.txt ]] &&
-            [[ $(cache_value "$BUILD_DIR" CMAKE_BUILD_TYPE) != @(Release|) ||
-                $(cache_value "$BUILD_DIR" FXB_SANITIZE) == ON ]]; then
-            log "build/ is not a plain Release build: using build-bench/ instead"
-            BUILD_DIR=$ROOT/build-bench
-        fi
-    fi
-    if [[ ! -f $BUILD_DIR/CMakeCache.txt ]]; then
-        log "configuring Release build in $BUILD_DIR"
-        cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DFXB_TESTS=OFF >/dev/null ||
-            die "cmake configure failed"
-    else
-        # re-run the configure step so that new targets (this one) are known
-        cmake "$BUILD_DIR" >/dev/null || die "cmake configure of $BUILD_DIR failed"
-    fi
-    log "building ${BUILD_TARGETS[*]} in $BUILD_DIR"
-    cmake --build "$BUILD_DIR" -j --target "${BUILD_TARGETS[@]}" >/dev/null ||
-        die "build failed: run cmake --build $BUILD_DIR --target ${BUILD_TARGETS[*]} to see why"
-fi
-BUILD_DIR=${BUILD_DIR:-$ROOT/build}
-for b in "${BINARIES[@]}"; do
-    [[ -x $BUILD_DIR/$b ]] || die "missing binary $BUILD_DIR/$b"
-done
-build_type=$(cache_value "$BUILD_DIR" CMAKE_BUILD_TYPE)
-[[ -f $BUILD_DIR/CMakeCache.txt && -z $build_type ]] && build_type=Release
-if [[ -n $build_type && $build_type != Release ]]; then
-    log "WARNING: $BUILD_DIR is a $build_type build: figures are not representative"
-fi
-if [[ $(cache_value "$BUILD_DIR" FXB_SANITIZE) == ON ]]; then
-    log "WARNING: $BUILD_DIR is a sanitizer build: figures are not representative"
-fi
+build_targets --reconfigure "${BUILD_TARGETS[@]}"
+need_binaries "${BINARIES[@]}"
+check_build_type --sanitizer
 
 # --- processes --------------------------------------------------------------
-TMP=$(mktemp -d /tmp/fxb-auth-bench.XXXXXX)
-PIDS=()
-declare -A PID=()
-FG_PID=
-PERF_PID=
-# shellcheck disable=SC2317 # invoked by the trap
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local pid
+PERF_PID= # perf record (PERF=1): a pid while it runs, then "stopped"
+# shellcheck disable=SC2317 # invoked by cleanup (bench/lib.sh)
+stop_perf() { # the clean-up hook: perf first, so that it writes its data
     if [[ $PERF_PID =~ ^[0-9]+$ ]]; then
-        kill -INT "$PERF_PID" 2>/dev/null || true
-        wait "$PERF_PID" 2>/dev/null || true
+        stop_pid INT "$PERF_PID"
     fi
-    if [[ -n $FG_PID ]]; then
-        kill -TERM "$FG_PID" 2>/dev/null || true
-        wait "$FG_PID" 2>/dev/null || true
-    fi
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        local i
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "process $pid did not stop in 5 s: killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        wait "$pid" 2>/dev/null || true
-    done
-    if ((rc != 0 && rc != 3)) || [[ $KEEP_TMP == 1 ]]; then
-        log "logs kept in $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+CLEANUP_HOOK=stop_perf
+tmp_setup fxb-auth-bench
 
-# start_bg NAME COMMAND... : runs in the background, output to $TMP/NAME.log
-start_bg() {
-    local name=$1
-    shift
-    "$@" >"$TMP/$name.log" 2>&1 &
-    PIDS+=($!)
-    PID[$name]=$!
-}
-
-# fg_run TIMEOUT OUTFILE COMMAND... : in the background + wait, so that a
-# signal to this script is handled at once; returns the command's status
-fg_run() {
-    local secs=$1 out=$2 rc=0
-    shift 2
-    timeout "$secs" "$@" >"$out" 2>&1 &
-    FG_PID=$!
-    wait "$FG_PID" || rc=$?
-    FG_PID=
-    return "$rc"
-}
-
-# wait_port NAME PID PORT : until 127.0.0.1:PORT accepts, PID dies, or timeout
-wait_port() {
-    local name=$1 pid=$2 port=$3 deadline=$((SECONDS + START_TIMEOUT))
-    while ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$TMP/$name.log" >&2 || true
-            die "$name exited before opening port $port (log above)"
-        fi
-        ((SECONDS < deadline)) || {
-            tail -n 20 "$TMP/$name.log" >&2 || true
-            die "$name did not open port $port within ${START_TIMEOUT}s"
-        }
-        sleep 0.1
-    done
-}
-
-read -r REDIS_PORT FXB_PORT METRICS_PORT MISS_PORT <<<"$("$PY" "$ROOT/bench/bench_stats.py" freeport 4)"
+read -r REDIS_PORT FXB_PORT METRICS_PORT MISS_PORT <<<"$(free_ports 4)"
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 
 start_bg redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' \
@@ -393,8 +267,7 @@ while ((quiet_rounds < ROUNDS && r < ROUNDS + EXTRA_ROUNDS)); do
             -p "$server_pid" -p "${PID[redis]}" \
             "127.0.0.1:$port" "$method" "$body" "$tokens" || rc=$?
         if [[ -n $PERF_PID && $PERF_PID != stopped ]]; then
-            kill -INT "$PERF_PID" 2>/dev/null || true
-            wait "$PERF_PID" 2>/dev/null || true
+            stop_pid INT "$PERF_PID"
             PERF_PID=stopped
         fi
         if ((rc == 124)); then

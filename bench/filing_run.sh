@@ -54,6 +54,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOG_PREFIX=filing-bench # log / die
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$ROOT/bench/lib.sh"
 DURATION=${DURATION:-3}
 C=${C:-20}
 M=${M:-10}
@@ -93,12 +96,6 @@ EXPECT_SUBMIT=2=1
 EXPECT_COMPLETE=2=5
 EXPECT_STATUS=12=2
 
-log() { echo "filing-bench: $*" >&2; }
-die() {
-    echo "filing-bench: error: $*" >&2
-    exit 1
-}
-
 for v in DURATION C M T WORKERS ROUNDS APPLICANTS STATUS_APPS BREAKDOWN_CALLS RUN_TIMEOUT \
     START_TIMEOUT; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
@@ -135,21 +132,6 @@ command -v "$PY" >/dev/null || die "python3 is needed"
     die "$PY lacks grpcio/protobuf (apt-get install python3-grpcio python3-protobuf)"
 
 # --- packages -------------------------------------------------------------
-need_cmd() { # need_cmd COMMAND DEBIAN_PACKAGE
-    command -v "$1" >/dev/null && return 0
-    log "$1 not found: installing $2"
-    local sudo=()
-    if ((EUID != 0)); then
-        command -v sudo >/dev/null || die "$1 is missing and I am not root: apt-get install $2"
-        sudo=(sudo)
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    if ! "${sudo[@]}" apt-get install -y -q "$2" >/dev/null; then
-        "${sudo[@]}" apt-get update -q >/dev/null || true
-        "${sudo[@]}" apt-get install -y -q "$2" >/dev/null || die "apt-get install $2 failed"
-    fi
-    command -v "$1" >/dev/null || die "$1 still missing after installing $2"
-}
 need_cmd redis-server redis-server
 need_cmd redis-cli redis-tools
 need_cmd timeout coreutils
@@ -158,127 +140,26 @@ command -v protoc >/dev/null || die "protoc not found (it builds fxb: apt-get in
 # --- build ----------------------------------------------------------------
 BINARIES=(fxb-server fxb-admin fxb-bench-auth)
 
-cache_value() { # cache_value BUILD_DIR NAME: a CMakeCache.txt entry, empty if none
-    [[ -f $1/CMakeCache.txt ]] || return 0
-    sed -n "s/^$2:[A-Z]*=//p" "$1/CMakeCache.txt" | head -n1
-}
-
-if [[ $SKIP_BUILD != 1 ]]; then
-    command -v cmake >/dev/null || die "cmake not found (or run with SKIP_BUILD=1 BUILD_DIR=...)"
-    if [[ -z $BUILD_DIR ]]; then
-        BUILD_DIR=$ROOT/build
-        if [[ -f $BUILD_DIR/CMakeCache.txt ]] &&
-            [[ $(cache_value "$BUILD_DIR" CMAKE_BUILD_TYPE) != @(Release|) ||
-                $(cache_value "$BUILD_DIR" FXB_SANITIZE) == ON ]]; then
-            log "build/ is not a plain Release build: using build-bench/ instead"
-            BUILD_DIR=$ROOT/build-bench
-        fi
-    fi
-    if [[ ! -f $BUILD_DIR/CMakeCache.txt ]]; then
-        log "configuring Release build in $BUILD_DIR"
-        cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DFXB_TESTS=OFF >/dev/null ||
-            die "cmake configure failed"
-    else
-        cmake "$BUILD_DIR" >/dev/null || die "cmake configure of $BUILD_DIR failed"
-    fi
-    log "building ${BINARIES[*]} in $BUILD_DIR"
-    cmake --build "$BUILD_DIR" -j --target "${BINARIES[@]}" >/dev/null ||
-        die "build failed: run cmake --build $BUILD_DIR --target ${BINARIES[*]} to see why"
-fi
-BUILD_DIR=${BUILD_DIR:-$ROOT/build}
-for b in "${BINARIES[@]}"; do
-    [[ -x $BUILD_DIR/$b ]] || die "missing binary $BUILD_DIR/$b"
-done
-build_type=$(cache_value "$BUILD_DIR" CMAKE_BUILD_TYPE)
-[[ -f $BUILD_DIR/CMakeCache.txt && -z $build_type ]] && build_type=Release
-if [[ -n $build_type && $build_type != Release ]]; then
-    log "WARNING: $BUILD_DIR is a $build_type build: figures are not representative"
-fi
-if [[ $(cache_value "$BUILD_DIR" FXB_SANITIZE) == ON ]]; then
-    log "WARNING: $BUILD_DIR is a sanitizer build: figures are not representative"
-fi
+build_targets --reconfigure "${BINARIES[@]}"
+need_binaries "${BINARIES[@]}"
+check_build_type --sanitizer
 
 # --- processes --------------------------------------------------------------
-TMP=$(mktemp -d /tmp/fxb-filing-bench.XXXXXX)
-PIDS=()
-declare -A PID=()
-FG_PID=
-MON_PID=
-# shellcheck disable=SC2317 # invoked by the trap
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local pid
-    for pid in "$FG_PID" "$MON_PID"; do
-        if [[ -n $pid ]]; then
-            kill -TERM "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        local i
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "process $pid did not stop in 5 s: killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        wait "$pid" 2>/dev/null || true
-    done
-    if ((rc != 0 && rc != 3)) || [[ $KEEP_TMP == 1 ]]; then
-        log "logs kept in $TMP"
-    else
-        rm -rf "$TMP"
+MON_PID= # redis-cli MONITOR of a breakdown run (bd_run) while it runs
+# shellcheck disable=SC2317 # invoked by cleanup (bench/lib.sh)
+stop_fg_and_monitor() { # the clean-up hook: the client, then the MONITOR
+    if [[ -n $FG_PID ]]; then
+        stop_pid TERM "$FG_PID"
+        FG_PID=
     fi
-    exit "$rc"
+    if [[ -n $MON_PID ]]; then
+        stop_pid TERM "$MON_PID"
+    fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+CLEANUP_HOOK=stop_fg_and_monitor
+tmp_setup fxb-filing-bench
 
-# start_bg NAME COMMAND... : runs in the background, output to $TMP/NAME.log
-start_bg() {
-    local name=$1
-    shift
-    "$@" >"$TMP/$name.log" 2>&1 &
-    PIDS+=($!)
-    PID[$name]=$!
-}
-
-# fg_run TIMEOUT OUTFILE COMMAND... : in the background + wait, so that a
-# signal to this script is handled at once; returns the command's status
-fg_run() {
-    local secs=$1 out=$2 rc=0
-    shift 2
-    timeout "$secs" "$@" >"$out" 2>&1 &
-    FG_PID=$!
-    wait "$FG_PID" || rc=$?
-    FG_PID=
-    return "$rc"
-}
-
-# wait_port NAME PID PORT : until 127.0.0.1:PORT accepts, PID dies, or timeout
-wait_port() {
-    local name=$1 pid=$2 port=$3 deadline=$((SECONDS + START_TIMEOUT))
-    while ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$TMP/$name.log" >&2 || true
-            die "$name exited before opening port $port (log above)"
-        fi
-        ((SECONDS < deadline)) || {
-            tail -n 20 "$TMP/$name.log" >&2 || true
-            die "$name did not open port $port within ${START_TIMEOUT}s"
-        }
-        sleep 0.1
-    done
-}
-
-read -r REDIS_PORT FXB_PORT METRICS_PORT <<<"$("$PY" "$ROOT/bench/bench_stats.py" freeport 3)"
+read -r REDIS_PORT FXB_PORT METRICS_PORT <<<"$(free_ports 3)"
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
 
@@ -527,8 +408,7 @@ bd_run() { # bd_run LABEL plain|monitor CLIENT-ARGS...
     client "bd-$label" "$f.out" "$@"
     if [[ $mode == monitor ]]; then
         sleep 0.3
-        kill -TERM "$MON_PID" 2>/dev/null || true
-        wait "$MON_PID" 2>/dev/null || true
+        stop_pid TERM "$MON_PID"
         MON_PID=
     else
         rcli INFO stats >"$f.st1"

@@ -43,6 +43,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOG_PREFIX=match-bench # log / die
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$ROOT/bench/lib.sh"
 PERSONS=${PERSONS:-6100000}
 ENTERPRISES=${ENTERPRISES:-500000}
 SEED=${SEED:-20240607}
@@ -67,12 +70,6 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 STRICT=${STRICT:-0}
 OUT=${OUT:-}
 KEEP_TMP=${KEEP_TMP:-0}
-
-log() { echo "match-bench: $*" >&2; }
-die() {
-    echo "match-bench: error: $*" >&2
-    exit 1
-}
 
 for v in PERSONS ENTERPRISES SEED ROUNDS PG_REPS BEST MEDIAN POLICIES CHANGES; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be an integer (got '${!v}')"
@@ -154,72 +151,31 @@ else
 fi
 
 # --- build --------------------------------------------------------------------
-cache_value() { # cache_value BUILD_DIR NAME: a CMakeCache.txt entry, empty if none
-    [[ -f $1/CMakeCache.txt ]] || return 0
-    sed -n "s/^$2:[A-Z]*=//p" "$1/CMakeCache.txt" | head -n1
-}
-if [[ $SKIP_BUILD != 1 ]]; then
-    command -v cmake >/dev/null || die "cmake not found (or run with SKIP_BUILD=1 BUILD_DIR=...)"
-    if [[ -z $BUILD_DIR ]]; then
-        BUILD_DIR=$ROOT/build
-        if [[ -f $BUILD_DIR/CMakeCache.txt ]] &&
-            [[ $(cache_value "$BUILD_DIR" CMAKE_BUILD_TYPE) != @(Release|) ||
-                $(cache_value "$BUILD_DIR" FXB_SANITIZE) == ON ]]; then
-            log "build/ is not a plain Release build: using build-bench/ instead"
-            BUILD_DIR=$ROOT/build-bench
-        fi
-    fi
-    if [[ ! -f $BUILD_DIR/CMakeCache.txt ]]; then
-        log "configuring Release build in $BUILD_DIR"
-        cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DFXB_TESTS=OFF >/dev/null ||
-            die "cmake configure failed"
-    else
-        cmake "$BUILD_DIR" >/dev/null || die "cmake configure of $BUILD_DIR failed"
-    fi
-    log "building fxb-bench-match in $BUILD_DIR"
-    cmake --build "$BUILD_DIR" -j --target fxb-bench-match >/dev/null ||
-        die "build failed: run cmake --build $BUILD_DIR --target fxb-bench-match to see why"
-fi
-BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+build_targets --reconfigure fxb-bench-match
+need_binaries fxb-bench-match
 BIN=$BUILD_DIR/fxb-bench-match
-[[ -x $BIN ]] || die "missing binary $BIN"
-build_type=$(cache_value "$BUILD_DIR" CMAKE_BUILD_TYPE)
-if [[ -n $build_type && $build_type != Release ]]; then
-    log "WARNING: $BUILD_DIR is a $build_type build: figures are not representative"
-fi
-if [[ $(cache_value "$BUILD_DIR" FXB_SANITIZE) == ON ]]; then
-    log "WARNING: $BUILD_DIR is a sanitizer build: figures are not representative"
-fi
+check_build_type --sanitizer --empty-unknown
 
 # --- temporary folder, clean-up -------------------------------------------------
-TMP=$(mktemp -d /tmp/fxb-match-bench.XXXXXX)
-chmod 755 "$TMP" # PostgreSQL's user must reach its folders inside
-PGDATA=$TMP/pg
-SOCK=$TMP/sock
 PG_STARTED=0
-FXB_PID=
-# shellcheck disable=SC2317 # invoked by the trap
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
+FXB_PID= # fxb-bench-match run --serve (a coprocess) while it runs
+# the clean-up hook: fxb-bench-match, then PostgreSQL (pg_ctl stop)
+# shellcheck disable=SC2317 # invoked by cleanup (bench/lib.sh)
+stop_fxb_and_pg() {
     if [[ -n $FXB_PID ]]; then
-        kill -TERM "$FXB_PID" 2>/dev/null || true
-        wait "$FXB_PID" 2>/dev/null || true
+        stop_pid TERM "$FXB_PID"
     fi
     if ((PG_STARTED)); then
         pg "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w -t 60 stop >/dev/null 2>&1 ||
             log "pg_ctl stop failed (PostgreSQL may still run: $PGDATA)"
     fi
-    if ((rc != 0 && rc != 3)) || [[ $KEEP_TMP == 1 ]]; then
-        log "files kept in $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+CLEANUP_HOOK=stop_fxb_and_pg
+KEPT_WHAT=files # "files kept in $TMP"
+tmp_setup fxb-match-bench
+chmod 755 "$TMP" # PostgreSQL's user must reach its folders inside
+PGDATA=$TMP/pg
+SOCK=$TMP/sock
 
 RESULTS=$TMP/results.txt
 : >"$RESULTS"

@@ -36,6 +36,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOG_PREFIX=bench # log / die
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$ROOT/bench/lib.sh"
 N=${N:-200000}
 C=${C:-50}
 M=${M:-10}
@@ -59,12 +62,6 @@ START_TIMEOUT=${START_TIMEOUT:-20}
 
 GETINFO_PATH=/fxb.v1.SystemService/GetInfo
 HEALTH_PATH=/grpc.health.v1.Health/Check
-
-log() { echo "bench: $*" >&2; }
-die() {
-    echo "bench: error: $*" >&2
-    exit 1
-}
 
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer (got '$N')"
 [[ -n $WARMUP ]] || WARMUP=$((N / 10 > 1000 ? N / 10 : 1000))
@@ -100,25 +97,6 @@ CLK_TCK=$(getconf CLK_TCK) || die "getconf CLK_TCK failed"
 STATS=$ROOT/bench/bench_stats.py
 
 # --- packages -------------------------------------------------------------
-APT_UPDATED=0
-need_cmd() { # need_cmd COMMAND DEBIAN_PACKAGE
-    command -v "$1" >/dev/null && return 0
-    log "$1 not found: installing $2"
-    local sudo=()
-    if ((EUID != 0)); then
-        command -v sudo >/dev/null || die "$1 is missing and I am not root: apt-get install $2"
-        sudo=(sudo)
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    if ! "${sudo[@]}" apt-get install -y -q "$2" >/dev/null; then
-        if ((APT_UPDATED == 0)); then
-            "${sudo[@]}" apt-get update -q >/dev/null || true
-            APT_UPDATED=1
-        fi
-        "${sudo[@]}" apt-get install -y -q "$2" >/dev/null || die "apt-get install $2 failed"
-    fi
-    command -v "$1" >/dev/null || die "$1 still missing after installing $2"
-}
 need_cmd h2load nghttp2-client
 need_cmd timeout coreutils
 if ((NEED_FXB)); then
@@ -130,108 +108,15 @@ BINARIES=()
 ((NEED_ECHO || NEED_ECHO_UNREG)) && BINARIES+=(fxb-bench-echo)
 ((NEED_FXB)) && BINARIES+=(fxb-server fxb-admin)
 
-cache_value() { # cache_value BUILD_DIR NAME: a CMakeCache.txt entry, empty if none
-    [[ -f $1/CMakeCache.txt ]] || return 0
-    sed -n "s/^$2:[A-Z]*=//p" "$1/CMakeCache.txt" | head -n1
-}
-
-if [[ $SKIP_BUILD != 1 ]]; then
-    command -v cmake >/dev/null || die "cmake not found (or run with SKIP_BUILD=1 BUILD_DIR=...)"
-    if [[ -z $BUILD_DIR ]]; then
-        BUILD_DIR=$ROOT/build
-        if [[ -f $BUILD_DIR/CMakeCache.txt ]] &&
-            [[ $(cache_value "$BUILD_DIR" CMAKE_BUILD_TYPE) != @(Release|) ||
-                $(cache_value "$BUILD_DIR" FXB_SANITIZE) == ON ]]; then
-            log "build/ is not a plain Release build: using build-bench/ instead"
-            BUILD_DIR=$ROOT/build-bench
-        fi
-    fi
-    if [[ ! -f $BUILD_DIR/CMakeCache.txt ]]; then
-        log "configuring Release build in $BUILD_DIR"
-        cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DFXB_TESTS=OFF >/dev/null ||
-            die "cmake configure failed"
-    fi
-    log "building ${BINARIES[*]} in $BUILD_DIR"
-    cmake --build "$BUILD_DIR" -j --target "${BINARIES[@]}" >/dev/null ||
-        die "build failed: run cmake --build $BUILD_DIR --target ${BINARIES[*]} to see why"
-fi
-BUILD_DIR=${BUILD_DIR:-$ROOT/build}
-for b in "${BINARIES[@]}"; do
-    [[ -x $BUILD_DIR/$b ]] || die "missing binary $BUILD_DIR/$b"
-done
-build_type=$(cache_value "$BUILD_DIR" CMAKE_BUILD_TYPE)
-# An empty CMAKE_BUILD_TYPE in the cache is Release: the top level defaults to it.
-[[ -f $BUILD_DIR/CMakeCache.txt && -z $build_type ]] && build_type=Release
-if [[ -n $build_type && $build_type != Release ]]; then
-    log "WARNING: $BUILD_DIR is a $build_type build: figures are not representative"
-fi
+build_targets "${BINARIES[@]}"
+need_binaries "${BINARIES[@]}"
+# shellcheck disable=SC2119 # no options: no sanitizer warning here
+check_build_type
 
 # --- processes --------------------------------------------------------------
-TMP=$(mktemp -d /tmp/fxb-bench.XXXXXX)
-PIDS=()
-declare -A PID=()
-H2_PID=
-# shellcheck disable=SC2317 # invoked by the trap
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local pid
-    if [[ -n $H2_PID ]]; then
-        kill -TERM "$H2_PID" 2>/dev/null || true # timeout passes it on to h2load
-        wait "$H2_PID" 2>/dev/null || true
-    fi
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        local i
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "process $pid did not stop in 5 s: killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        wait "$pid" 2>/dev/null || true
-    done
-    if ((rc != 0 && rc != 3)) || [[ $KEEP_TMP == 1 ]]; then
-        log "logs kept in $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+tmp_setup fxb-bench
 
-# start_bg NAME COMMAND... : runs in the background, output to $TMP/NAME.log
-start_bg() {
-    local name=$1
-    shift
-    "$@" >"$TMP/$name.log" 2>&1 &
-    PIDS+=($!)
-    PID[$name]=$!
-}
-
-# wait_port NAME PID PORT : until 127.0.0.1:PORT accepts, PID dies, or timeout
-wait_port() {
-    local name=$1 pid=$2 port=$3 deadline=$((SECONDS + START_TIMEOUT))
-    while ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$TMP/$name.log" >&2 || true
-            die "$name exited before opening port $port (log above)"
-        fi
-        ((SECONDS < deadline)) || {
-            tail -n 20 "$TMP/$name.log" >&2 || true
-            die "$name did not open port $port within ${START_TIMEOUT}s"
-        }
-        sleep 0.1
-    done
-}
-
-read -r REDIS_PORT FXB_PORT METRICS_PORT ECHO_PORT ECHO_UNREG_PORT <<<"$("$PY" "$STATS" freeport 5)"
+read -r REDIS_PORT FXB_PORT METRICS_PORT ECHO_PORT ECHO_UNREG_PORT <<<"$(free_ports 5)"
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 
 if ((NEED_FXB)); then
@@ -334,14 +219,11 @@ h2load_run() {
         "$PY" "$STATS" speed >"$snap.cpu0" || die "bench_stats.py speed failed"
         cpu_snap "$snap.cpu0" "$srv_pid"
     fi
-    # In the background + wait, so that a signal to this script is handled at
-    # once (the trap stops h2load too) instead of after h2load ends.
-    timeout "$RUN_TIMEOUT" h2load -n "$n" -c "$C" -m "$M" -t "$T" \
+    # fg_run: a signal to this script is handled at once (the trap stops
+    # h2load too) instead of after h2load ends.
+    fg_run "$RUN_TIMEOUT" "$out" h2load -n "$n" -c "$C" -m "$M" -t "$T" \
         -H 'content-type: application/grpc' -H 'te: trailers' -d "$TMP/body.bin" \
-        "${extra[@]}" "$url" >"$out" 2>&1 &
-    H2_PID=$!
-    wait "$H2_PID" || rc=$?
-    H2_PID=
+        "${extra[@]}" "$url" || rc=$?
     if [[ -n $snap ]]; then
         : >"$snap.cpu1"
         cpu_snap "$snap.cpu1" "$srv_pid"

@@ -143,7 +143,7 @@ static void set_path(json_t *root, const char *path, const char *value_json)
 {
     json_t *parent;
     char last[64];
-    long idx;
+    long idx = -1;
     at(root, path, &parent, last, sizeof last, &idx);
     assert_non_null(parent);
     json_t *v = NULL;
