@@ -38,6 +38,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOG_PREFIX=push-bench # log / die
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$ROOT/bench/lib.sh"
 N=${N:-10000}
 C=${C:-16}
 T=${T:-2}
@@ -60,12 +63,6 @@ RUN_TIMEOUT=${RUN_TIMEOUT:-300}
 START_TIMEOUT=${START_TIMEOUT:-20}
 # Access tokens live at most 900 s; a stream is authenticated when it opens.
 TOKEN_TTL_S=900
-
-log() { echo "push-bench: $*" >&2; }
-die() {
-    echo "push-bench: error: $*" >&2
-    exit 1
-}
 
 for v in N C T DURATION WORKERS SEED SIGNIN_BATCH OPEN_TIMEOUT RUN_TIMEOUT START_TIMEOUT \
     WRITERS; do
@@ -92,21 +89,6 @@ command -v "$PY" >/dev/null || die "python3 is needed"
     die "$PY lacks grpcio/protobuf (apt-get install python3-grpcio python3-protobuf)"
 
 # --- packages -------------------------------------------------------------
-need_cmd() { # need_cmd COMMAND DEBIAN_PACKAGE
-    command -v "$1" >/dev/null && return 0
-    log "$1 not found: installing $2"
-    local sudo=()
-    if ((EUID != 0)); then
-        command -v sudo >/dev/null || die "$1 is missing and I am not root: apt-get install $2"
-        sudo=(sudo)
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    if ! "${sudo[@]}" apt-get install -y -q "$2" >/dev/null; then
-        "${sudo[@]}" apt-get update -q >/dev/null || true
-        "${sudo[@]}" apt-get install -y -q "$2" >/dev/null || die "apt-get install $2 failed"
-    fi
-    command -v "$1" >/dev/null || die "$1 still missing after installing $2"
-}
 need_cmd redis-server redis-server
 need_cmd timeout coreutils
 command -v protoc >/dev/null || die "protoc not found (it builds fxb: apt-get install protobuf-compiler)"
@@ -114,67 +96,27 @@ command -v protoc >/dev/null || die "protoc not found (it builds fxb: apt-get in
 # --- build ----------------------------------------------------------------
 BINARIES=(fxb-server fxb-admin fxb-bench-push)
 
-cache_value() { # cache_value BUILD_DIR NAME: a CMakeCache.txt entry, empty if none
-    [[ -f $1/CMakeCache.txt ]] || return 0
-    sed -n "s/^$2:[A-Z]*=//p" "$1/CMakeCache.txt" | head -n1
-}
-
-if [[ $SKIP_BUILD != 1 ]]; then
-    command -v cmake >/dev/null || die "cmake not found (or run with SKIP_BUILD=1 BUILD_DIR=...)"
-    if [[ -z $BUILD_DIR ]]; then
-        BUILD_DIR=$ROOT/build
-        if [[ -f $BUILD_DIR/CMakeCache.txt ]] &&
-            [[ $(cache_value "$BUILD_DIR" CMAKE_BUILD_TYPE) != @(Release|) ||
-                $(cache_value "$BUILD_DIR" FXB_SANITIZE) == ON ]]; then
-            log "build/ is not a plain Release build: using build-bench/ instead"
-            BUILD_DIR=$ROOT/build-bench
-        fi
-    fi
-    if [[ ! -f $BUILD_DIR/CMakeCache.txt ]]; then
-        log "configuring Release build in $BUILD_DIR"
-        cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DFXB_TESTS=OFF >/dev/null ||
-            die "cmake configure failed"
-    else
-        # re-run the configure step so that new targets (this one) are known
-        cmake "$BUILD_DIR" >/dev/null || die "cmake configure of $BUILD_DIR failed"
-    fi
-    log "building ${BINARIES[*]} in $BUILD_DIR"
-    cmake --build "$BUILD_DIR" -j --target "${BINARIES[@]}" >/dev/null ||
-        die "build failed: run cmake --build $BUILD_DIR --target ${BINARIES[*]} to see why"
-fi
-BUILD_DIR=${BUILD_DIR:-$ROOT/build}
-for b in "${BINARIES[@]}"; do
-    [[ -x $BUILD_DIR/$b ]] || die "missing binary $BUILD_DIR/$b"
-done
-build_type=$(cache_value "$BUILD_DIR" CMAKE_BUILD_TYPE)
-[[ -f $BUILD_DIR/CMakeCache.txt && -z $build_type ]] && build_type=Release
-if [[ -n $build_type && $build_type != Release ]]; then
-    log "WARNING: $BUILD_DIR is a $build_type build: figures are not representative"
-fi
-if [[ $(cache_value "$BUILD_DIR" FXB_SANITIZE) == ON ]]; then
-    log "WARNING: $BUILD_DIR is a sanitizer build: figures are not representative"
-fi
+# re-run the configure step of a configured BUILD_DIR so that new targets
+# (this one) are known
+build_targets --reconfigure "${BINARIES[@]}"
+need_binaries "${BINARIES[@]}"
+check_build_type --sanitizer
 
 # --- processes --------------------------------------------------------------
-TMP=$(mktemp -d /tmp/fxb-push-bench.XXXXXX)
-PIDS=()
-declare -A PID=()
-FG_PID=
-# shellcheck disable=SC2317 # invoked by the trap
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local pid
+# the clean-up hook: the client (FG_PID) first, then the servers one at a
+# time in the reverse order, fxb-server before the Redis it talks to, each
+# given 10 s before SIGKILL; PIDS is emptied so that the clean-up of
+# bench/lib.sh has nothing left to stop
+# shellcheck disable=SC2317 # invoked by cleanup (bench/lib.sh)
+stop_in_reverse() {
+    local i k pid
     if [[ -n $FG_PID ]]; then
-        kill -TERM "$FG_PID" 2>/dev/null || true
-        wait "$FG_PID" 2>/dev/null || true
+        stop_pid TERM "$FG_PID"
+        FG_PID=
     fi
-    # the reverse order: fxb-server before the Redis it talks to
-    local i
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
         pid=${PIDS[$i]}
         kill -TERM "$pid" 2>/dev/null || true
-        local k
         for ((k = 0; k < 100; k++)); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
@@ -185,55 +127,12 @@ cleanup() {
         fi
         wait "$pid" 2>/dev/null || true
     done
-    if ((rc != 0 && rc != 3)) || [[ $KEEP_TMP == 1 ]]; then
-        log "logs kept in $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
+    PIDS=()
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+CLEANUP_HOOK=stop_in_reverse
+tmp_setup fxb-push-bench
 
-# start_bg NAME COMMAND... : runs in the background, output to $TMP/NAME.log
-start_bg() {
-    local name=$1
-    shift
-    "$@" >"$TMP/$name.log" 2>&1 &
-    PIDS+=($!)
-    PID[$name]=$!
-}
-
-# fg_run TIMEOUT OUTFILE COMMAND... : in the background + wait, so that a
-# signal to this script is handled at once; returns the command's status
-fg_run() {
-    local secs=$1 out=$2 rc=0
-    shift 2
-    timeout "$secs" "$@" >"$out" 2>&1 &
-    FG_PID=$!
-    wait "$FG_PID" || rc=$?
-    FG_PID=
-    return "$rc"
-}
-
-# wait_port NAME PID PORT : until 127.0.0.1:PORT accepts, PID dies, or timeout
-wait_port() {
-    local name=$1 pid=$2 port=$3 deadline=$((SECONDS + START_TIMEOUT))
-    while ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$TMP/$name.log" >&2 || true
-            die "$name exited before opening port $port (log above)"
-        fi
-        ((SECONDS < deadline)) || {
-            tail -n 20 "$TMP/$name.log" >&2 || true
-            die "$name did not open port $port within ${START_TIMEOUT}s"
-        }
-        sleep 0.1
-    done
-}
-
-read -r REDIS_PORT FXB_PORT METRICS_PORT <<<"$("$PY" "$ROOT/bench/bench_stats.py" freeport 3)"
+read -r REDIS_PORT FXB_PORT METRICS_PORT <<<"$(free_ports 3)"
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 
 # 10,000 subscribers: Redis needs a client per fxb-server connection only,
