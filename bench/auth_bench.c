@@ -165,8 +165,8 @@ static struct {
     const char *label;
     grpc_slice *bodies; /* -b: one per line; call i sends bodies[i % nbodies] */
     size_t nbodies;
-    bool once;                /* -o: each body at most once */
-    bool expect;              /* -e F=V */
+    bool once;   /* -o: each body at most once */
+    bool expect; /* -e F=V */
     uint32_t expect_field;
     uint64_t expect_value;
 } cfg;
@@ -430,8 +430,8 @@ static void finish_call(worker *w, slot *s, bool ok, uint64_t end_ns)
     if (good && cfg.expect && !response_expected(s->recv)) {
         w->errors++;
         w->unexpected++;
-        note_error(w, "OK, but field %u of the response is not %" PRIu64 " (-e)",
-                   cfg.expect_field, cfg.expect_value);
+        note_error(w, "OK, but field %u of the response is not %" PRIu64 " (-e)", cfg.expect_field,
+                   cfg.expect_value);
     } else if (!good) {
         w->errors++;
         if (!ok) {
@@ -977,8 +977,10 @@ int main(int argc, char **argv)
     }
     uint32_t *lat = NULL;
     if (!failed && exhausted_in_warmup) {
-        fprintf(stderr, "fxb-bench-auth: the %zu bodies ran out during the warm-up (-o): "
-                        "give more bodies or a smaller -w\n", cfg.nbodies);
+        fprintf(stderr,
+                "fxb-bench-auth: the %zu bodies ran out during the warm-up (-o): "
+                "give more bodies or a smaller -w\n",
+                cfg.nbodies);
         rc = 1;
         goto shutdown;
     }

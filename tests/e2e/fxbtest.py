@@ -109,6 +109,52 @@ def diag_pb():
     return pb("fxb/v1/diag")
 
 
+def reflect_methods(srv):
+    """{path: MethodDescriptor} of every method the server offers."""
+    from google.protobuf import descriptor_pb2, descriptor_pool
+
+    R = reflection_pb()
+    [resp] = list(srv.reflection()(
+        iter([R.ServerReflectionRequest(list_services="")]), timeout=20))
+    names = [s.name for s in resp.list_services_response.service]
+    assert names, "reflection lists no service"
+    files = {}
+    reqs = [R.ServerReflectionRequest(file_containing_symbol=n) for n in names]
+    for r in srv.reflection()(iter(reqs), timeout=20):
+        assert r.WhichOneof("message_response") == "file_descriptor_response", \
+            r.original_request
+        for raw in r.file_descriptor_response.file_descriptor_proto:
+            fd = descriptor_pb2.FileDescriptorProto.FromString(raw)
+            files.setdefault(fd.name, fd)
+    # dependencies the server did not send inline
+    missing = {d for fd in files.values() for d in fd.dependency} - set(files)
+    while missing:
+        name = missing.pop()
+        [r] = list(srv.reflection()(
+            iter([R.ServerReflectionRequest(file_by_filename=name)]), timeout=20))
+        for raw in r.file_descriptor_response.file_descriptor_proto:
+            fd = descriptor_pb2.FileDescriptorProto.FromString(raw)
+            if fd.name not in files:
+                files[fd.name] = fd
+                missing |= set(fd.dependency) - set(files)
+    pool = descriptor_pool.DescriptorPool()
+    added = set()
+    while len(added) < len(files):
+        progress = False
+        for name, fd in files.items():
+            if name not in added and set(fd.dependency) <= added:
+                pool.Add(fd)
+                added.add(name)
+                progress = True
+        assert progress, "unresolvable imports in %s" % (set(files) - added)
+    methods = {}
+    for n in names:
+        svc = pool.FindServiceByName(n)
+        for m in svc.methods:
+            methods["/%s/%s" % (n, m.name)] = m
+    return methods
+
+
 def health_pb():
     return pb("grpc/health/v1/health")
 

@@ -17,7 +17,7 @@ the test: the tables follow the server."""
 import sys
 
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import message_factory
 
 import fxbtest as t
 from people import People
@@ -117,44 +117,7 @@ class DelegationMatrixTest(ProxyMixin, t.TestCase):
     # --- reflection ---------------------------------------------------------------
     def reflect(self):
         """{path: MethodDescriptor} of every method the server offers."""
-        R = t.reflection_pb()
-        [resp] = list(self.srv.reflection()(
-            iter([R.ServerReflectionRequest(list_services="")]), timeout=20))
-        names = [s.name for s in resp.list_services_response.service]
-        self.assertTrue(names)
-        files = {}
-        reqs = [R.ServerReflectionRequest(file_containing_symbol=n) for n in names]
-        for r in self.srv.reflection()(iter(reqs), timeout=20):
-            self.assertEqual(r.WhichOneof("message_response"), "file_descriptor_response",
-                             r.original_request)
-            for raw in r.file_descriptor_response.file_descriptor_proto:
-                fd = descriptor_pb2.FileDescriptorProto.FromString(raw)
-                files.setdefault(fd.name, fd)
-        missing = {d for fd in files.values() for d in fd.dependency} - set(files)
-        while missing:
-            name = missing.pop()
-            [r] = list(self.srv.reflection()(
-                iter([R.ServerReflectionRequest(file_by_filename=name)]), timeout=20))
-            for raw in r.file_descriptor_response.file_descriptor_proto:
-                fd = descriptor_pb2.FileDescriptorProto.FromString(raw)
-                if fd.name not in files:
-                    files[fd.name] = fd
-                    missing |= set(fd.dependency) - set(files)
-        pool = descriptor_pool.DescriptorPool()
-        added = set()
-        while len(added) < len(files):
-            progress = False
-            for name, fd in files.items():
-                if name not in added and set(fd.dependency) <= added:
-                    pool.Add(fd)
-                    added.add(name)
-                    progress = True
-            self.assertTrue(progress, "unresolvable imports in %s" % (set(files) - added))
-        methods = {}
-        for n in names:
-            for m in pool.FindServiceByName(n).methods:
-                methods["/%s/%s" % (n, m.name)] = m
-        return methods
+        return t.reflect_methods(self.srv)
 
     # --- calling --------------------------------------------------------------------
     def call(self, path, m, token, item=None):

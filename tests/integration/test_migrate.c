@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "store/keys.h"
 #include "store/migrate.h"
 
@@ -269,23 +270,8 @@ static void test_check_on_unreachable_store_is_store_unavailable(void **state)
 
 static int group_setup(void **state)
 {
-    const char *base = getenv("FXB_TEST_REDIS_URL");
-    if (base == NULL || base[0] == '\0') {
-        fprintf(stderr, "FXB_TEST_REDIS_URL is not set (tests/run.sh sets it)\n");
+    if (fxb_test_redis_url(TEST_DB, test_url, sizeof test_url) != 0)
         return -1;
-    }
-    fxb_store_url u;
-    fxb_err err;
-    if (fxb_store_url_parse(base, &u, &err) != FXB_OK) {
-        fprintf(stderr, "FXB_TEST_REDIS_URL: %s\n", err.message);
-        return -1;
-    }
-    if (u.is_unix)
-        snprintf(test_url, sizeof test_url, "unix://%s?db=%d", u.host, TEST_DB);
-    else if (strchr(u.host, ':') != NULL)
-        snprintf(test_url, sizeof test_url, "redis://[%s]:%d/%d", u.host, u.port, TEST_DB);
-    else
-        snprintf(test_url, sizeof test_url, "redis://%s:%d/%d", u.host, u.port, TEST_DB);
     signal(SIGPIPE, SIG_IGN);
     return 0;
 }

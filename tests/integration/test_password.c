@@ -17,6 +17,7 @@
 
 #include <argon2.h>
 
+#include "fixture.h"
 #include "auth/password.h"
 #include "auth/phone.h"
 #include "store/store.h"
@@ -35,23 +36,9 @@ static char stored[FXB_PASSWORD_ENCODED_MAX]; /* hash of PW, made once */
 
 static int group_setup(void **state)
 {
-    const char *base = getenv("FXB_TEST_REDIS_URL");
-    if (base == NULL || base[0] == '\0') {
-        fprintf(stderr, "FXB_TEST_REDIS_URL is not set (tests/run.sh sets it)\n");
+    if (fxb_test_redis_url(TEST_DB, test_url, sizeof test_url) != 0)
         return -1;
-    }
-    fxb_store_url u;
     fxb_err err;
-    if (fxb_store_url_parse(base, &u, &err) != FXB_OK) {
-        fprintf(stderr, "FXB_TEST_REDIS_URL: %s\n", err.message);
-        return -1;
-    }
-    if (u.is_unix)
-        snprintf(test_url, sizeof test_url, "unix://%s?db=%d", u.host, TEST_DB);
-    else if (strchr(u.host, ':') != NULL)
-        snprintf(test_url, sizeof test_url, "redis://[%s]:%d/%d", u.host, u.port, TEST_DB);
-    else
-        snprintf(test_url, sizeof test_url, "redis://%s:%d/%d", u.host, u.port, TEST_DB);
     for (size_t i = 0; i < sizeof secret; i++)
         secret[i] = (uint8_t)(0x5A ^ i);
     if (fxb_password_hash(PW, stored, sizeof stored, &err) != FXB_OK) {

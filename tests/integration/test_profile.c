@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "auth/idnumber.h"
 #include "auth/uscc.h"
 #include "services/benefit/profile.h"
@@ -56,23 +57,9 @@ static void make_id(const char *d17, char out[19])
 static int group_setup(void **state)
 {
     (void)state;
-    const char *base = getenv("FXB_TEST_REDIS_URL");
-    if (base == NULL || base[0] == '\0') {
-        fprintf(stderr, "FXB_TEST_REDIS_URL is not set (tests/run.sh sets it)\n");
+    if (fxb_test_redis_url(TEST_DB, test_url, sizeof test_url) != 0)
         return -1;
-    }
-    fxb_store_url u;
     fxb_err err;
-    if (fxb_store_url_parse(base, &u, &err) != FXB_OK) {
-        fprintf(stderr, "FXB_TEST_REDIS_URL: %s\n", err.message);
-        return -1;
-    }
-    if (u.is_unix)
-        snprintf(test_url, sizeof test_url, "unix://%s?db=%d", u.host, TEST_DB);
-    else if (strchr(u.host, ':') != NULL)
-        snprintf(test_url, sizeof test_url, "redis://[%s]:%d/%d", u.host, u.port, TEST_DB);
-    else
-        snprintf(test_url, sizeof test_url, "redis://%s:%d/%d", u.host, u.port, TEST_DB);
     snprintf(key_dir, sizeof key_dir, "/tmp/fxb-profile-keys.XXXXXX");
     if (mkdtemp(key_dir) == NULL)
         return -1;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "services/material/material.h"
 #include "store/crypto.h"
 
@@ -42,23 +43,9 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 static int group_setup(void **state)
 {
     (void)state;
-    const char *base = getenv("FXB_TEST_REDIS_URL");
-    if (base == NULL || base[0] == '\0') {
-        fprintf(stderr, "FXB_TEST_REDIS_URL is not set (tests/run.sh sets it)\n");
+    if (fxb_test_redis_url(TEST_DB, test_url, sizeof test_url) != 0)
         return -1;
-    }
-    fxb_store_url u;
     fxb_err err;
-    if (fxb_store_url_parse(base, &u, &err) != FXB_OK) {
-        fprintf(stderr, "FXB_TEST_REDIS_URL: %s\n", err.message);
-        return -1;
-    }
-    if (u.is_unix)
-        snprintf(test_url, sizeof test_url, "unix://%s?db=%d", u.host, TEST_DB);
-    else if (strchr(u.host, ':') != NULL)
-        snprintf(test_url, sizeof test_url, "redis://[%s]:%d/%d", u.host, u.port, TEST_DB);
-    else
-        snprintf(test_url, sizeof test_url, "redis://%s:%d/%d", u.host, u.port, TEST_DB);
     snprintf(key_dir, sizeof key_dir, "/tmp/fxb-wallet-keys.XXXXXX");
     if (mkdtemp(key_dir) == NULL)
         return -1;
