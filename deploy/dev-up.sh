@@ -46,10 +46,11 @@ export FXB_ENV="${FXB_ENV:-development}"
 build/fxb-admin keys init
 build/fxb-admin migrate
 build/fxb-admin demo-load
-# the seed catalogue and working-day calendar (data/, embedded in fxb-admin);
-# both imports are idempotent
+# the seed catalogue, working-day calendar and profile schema (data/,
+# embedded in fxb-admin); the imports are idempotent
 build/fxb-admin catalog import
 build/fxb-admin calendar import
+build/fxb-admin profile schema import
 
 echo "fxb-server on ${FXB_LISTEN:-127.0.0.1:50051}, metrics on ${FXB_METRICS_LISTEN:-127.0.0.1:9464}; Ctrl-C stops" >&2
 trap 'true' INT   # the server handles Ctrl-C (a handler, not SIG_IGN: children inherit ignores)
