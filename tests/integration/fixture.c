@@ -33,3 +33,23 @@ int fxb_test_redis_url(int db, char *out, size_t cap)
     }
     return 0;
 }
+
+fxb_store *fxb_test_store_open(const char *url)
+{
+    fxb_store_options opt = {.url = url};
+    fxb_err err;
+    fxb_store *s = fxb_store_new(&opt, &err);
+    if (s == NULL || !fxb_store_ping(s)) {
+        fprintf(stderr, "cannot reach %s\n", url);
+        fxb_store_free(s);
+        return NULL;
+    }
+    redisReply *r = fxb_store_command(s, &err, "FLUSHDB");
+    if (r == NULL) {
+        fprintf(stderr, "FLUSHDB on %s: %s\n", url, err.message);
+        fxb_store_free(s);
+        return NULL;
+    }
+    freeReplyObject(r);
+    return s;
+}

@@ -34,24 +34,10 @@ static int group_setup(void **state)
 
 static int each_setup(void **state)
 {
-    fxb_store_options opt = {.url = test_url};
-    fxb_err err;
-    fxb_store *s = fxb_store_new(&opt, &err);
-    if (s == NULL || !fxb_store_ping(s)) {
-        fprintf(stderr, "cannot reach %s\n", test_url);
-        fxb_store_free(s);
-        return -1;
-    }
-    redisReply *r = fxb_store_command(s, &err, "FLUSHDB");
-    if (r == NULL) {
-        fxb_store_free(s);
-        return -1;
-    }
-    freeReplyObject(r);
+    *state = fxb_test_store_open(test_url);
     /* a flushed store starts its revisions again: forget built items */
     fxb_catalog_cache_clear();
-    *state = s;
-    return 0;
+    return *state != NULL ? 0 : -1;
 }
 
 static int each_teardown(void **state)
