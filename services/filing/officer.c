@@ -157,6 +157,17 @@ static bool text_ok(const char *s, long min, long max)
     return n >= min && n <= max;
 }
 
+/* A free-text field: FXB_OK, or INVALID_ARGUMENT reason naming field. */
+static fxb_code text_check(fxb_ctx *ctx, const char *s, long min, long max, const char *field,
+                           const char *reason, const char *zh)
+{
+    if (text_ok(s, min, max))
+        return FXB_OK;
+    return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, reason, zh,
+                        "%s must be %ld..%ld characters of UTF-8 text without control characters",
+                        field, min, max);
+}
+
 static const char *text_or_empty(const char *s)
 {
     return s ? s : "";
@@ -183,12 +194,7 @@ static fxb_code aid_check(fxb_ctx *ctx, const char *aid)
 
 static fxb_code note_check(fxb_ctx *ctx, const char *note)
 {
-    if (!text_ok(note, 0, NOTE_MAX))
-        return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, R_NOTE, "备注最多500个字符",
-                            "note must be 0..%d characters of UTF-8 text without control "
-                            "characters",
-                            NOTE_MAX);
-    return FXB_OK;
+    return text_check(ctx, note, 0, NOTE_MAX, "note", R_NOTE, "备注最多500个字符");
 }
 
 /* Department codes that may form the queue keys (officers' codes are
@@ -903,18 +909,13 @@ static fxb_code deny_application(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
     fxb_code rc = aid_check(ctx, req->application_id);
     if (rc != FXB_OK)
         return rc;
-    if (!text_ok(req->reason, 1, DENIAL_REASON_MAX))
-        return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, R_DENIAL_REASON,
-                            "不予批准须说明理由（1至500个字符）",
-                            "reason must be 1..%d characters of UTF-8 text without control "
-                            "characters",
-                            DENIAL_REASON_MAX);
-    if (!text_ok(req->legal_basis, 1, LEGAL_BASIS_MAX))
-        return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, R_LEGAL_BASIS,
-                            "不予批准须写明法律依据（1至200个字符）",
-                            "legal_basis must be 1..%d characters of UTF-8 text without control "
-                            "characters",
-                            LEGAL_BASIS_MAX);
+    rc = text_check(ctx, req->reason, 1, DENIAL_REASON_MAX, "reason", R_DENIAL_REASON,
+                    "不予批准须说明理由（1至500个字符）");
+    if (rc == FXB_OK)
+        rc = text_check(ctx, req->legal_basis, 1, LEGAL_BASIS_MAX, "legal_basis", R_LEGAL_BASIS,
+                        "不予批准须写明法律依据（1至200个字符）");
+    if (rc != FXB_OK)
+        return rc;
     loaded l;
     rc = load(ctx, req->department, req->application_id, false, false, now, &l);
     if (rc != FXB_OK)
@@ -1102,12 +1103,10 @@ static fxb_code mark_commitment_broken(fxb_ctx *ctx, const ProtobufCMessage *req
     fxb_code rc = aid_check(ctx, req->application_id);
     if (rc != FXB_OK)
         return rc;
-    if (!text_ok(req->reason, 1, BROKEN_REASON_MAX))
-        return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, R_BROKEN_REASON,
-                            "请说明承诺不实的情况（1至500个字符）",
-                            "reason must be 1..%d characters of UTF-8 text without control "
-                            "characters",
-                            BROKEN_REASON_MAX);
+    rc = text_check(ctx, req->reason, 1, BROKEN_REASON_MAX, "reason", R_BROKEN_REASON,
+                    "请说明承诺不实的情况（1至500个字符）");
+    if (rc != FXB_OK)
+        return rc;
     if (req->rectify_working_days > RECTIFY_DAYS_MAX)
         return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, R_RECTIFY_DAYS, "整改期限为1至60个工作日",
                             "rectify_working_days must be 1..%d (0 = %d)", RECTIFY_DAYS_MAX,
