@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,14 @@ struct fxb_worker {
     size_t n_timers, cap_timers;
     uint64_t timer_seq;
     uint64_t rng[2];
+    /* Wake-up of a worker waiting on its queue when another thread posts
+     * to its mailbox (fxb_ctx_post): the C core has no public alarm, but a
+     * connectivity watch with a deadline of now on a lame channel completes
+     * on the queue at once (within about a millisecond). At most one is
+     * armed at a time; guarded by mu; closed before the queue shuts down. */
+    rt_tag wake_tag;
+    bool wake_armed;
+    bool wake_closed;
 };
 
 struct fxb_server {
@@ -117,6 +126,8 @@ struct fxb_server {
     grpc_completion_queue *poll_cq;
     pthread_t poll_thread;
     bool poll_started;
+    /* the lame channel whose connectivity watches wake workers */
+    grpc_channel *wake_channel;
     bool started;
     bool shut_down;
 };
@@ -1226,8 +1237,27 @@ bool fxb_ctx_post(fxb_ctx *ctx, void *event)
         w->mbox_head = it;
     w->mbox_tail = it;
     atomic_store(&w->mbox_nonempty, true);
+    /* the worker may be waiting on its queue for up to a tick: wake it */
+    if (!w->wake_armed && !w->wake_closed && w->srv->wake_channel != NULL &&
+        !pthread_equal(pthread_self(), w->thread)) {
+        w->wake_armed = true;
+        grpc_channel_watch_connectivity_state(w->srv->wake_channel, GRPC_CHANNEL_TRANSIENT_FAILURE,
+                                              gpr_now(GPR_CLOCK_MONOTONIC), w->cq, &w->wake_tag);
+    }
     pthread_mutex_unlock(&w->mu);
     return true;
+}
+
+/* The wake-up watch completed: the next one may be armed. The worker loop
+ * drains the mailbox after every event, so whatever was posted before this
+ * point is delivered now and whatever comes after arms a new wake-up. */
+static void wake_step(rt_tag *tag, bool ok)
+{
+    (void)ok;
+    fxb_worker *w = (fxb_worker *)((char *)tag - offsetof(fxb_worker, wake_tag));
+    pthread_mutex_lock(&w->mu);
+    w->wake_armed = false;
+    pthread_mutex_unlock(&w->mu);
 }
 
 static void deliver(fxb_ctx *ctx, void *event)
@@ -1541,6 +1571,7 @@ fxb_code fxb_server_start(fxb_server *s, fxb_err *err)
         w->rng[1] = seed[1];
         w->cq = grpc_completion_queue_create_for_next(NULL);
         grpc_server_register_completion_queue(s->server, w->cq, NULL);
+        w->wake_tag.step = wake_step;
         fxb_store_options so = {.url = cfg->redis_url,
                                 .connect_timeout_ms = cfg->redis_connect_timeout_ms,
                                 .command_timeout_ms = cfg->redis_command_timeout_ms};
@@ -1551,6 +1582,8 @@ fxb_code fxb_server_start(fxb_server *s, fxb_err *err)
 
     s->poll_cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->poll_cq, NULL);
+    s->wake_channel =
+        grpc_lame_client_channel_create("fxb-wake", GRPC_STATUS_UNAVAILABLE, "worker wake-up");
 
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
     s->port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
@@ -1607,8 +1640,15 @@ void fxb_server_shutdown(fxb_server *s, int grace_ms)
         struct timespec ts = {0, 2 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    for (int i = 0; i < s->n_workers; i++)
-        grpc_completion_queue_shutdown(s->workers[i].cq);
+    for (int i = 0; i < s->n_workers; i++) {
+        /* no wake-up may be armed on a queue that is shutting down; one
+         * armed before completes at once and is consumed by the loop */
+        fxb_worker *w = &s->workers[i];
+        pthread_mutex_lock(&w->mu);
+        w->wake_closed = true;
+        pthread_mutex_unlock(&w->mu);
+        grpc_completion_queue_shutdown(w->cq);
+    }
     if (s->poll_cq)
         grpc_completion_queue_shutdown(s->poll_cq);
     if (s->poll_started) {
@@ -1655,6 +1695,8 @@ void fxb_server_free(fxb_server *s)
         }
         grpc_completion_queue_destroy(s->poll_cq);
     }
+    if (s->wake_channel)
+        grpc_channel_destroy(s->wake_channel);
     free(s->workers);
     free(s);
 }
