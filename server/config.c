@@ -63,6 +63,10 @@ static const setting settings[] = {
      "largest material upload in bytes (MaterialService)"},
     {"FXB_SWEEP_INTERVAL_MS", K_INT, FIELD(sweep_interval_ms), 100, 3600000,
      "how often expired application deadlines are swept (withdraw / revoke)"},
+    {"FXB_BENEFIT_ENGINE", K_BOOL, FIELD(benefit_engine), 0, 0,
+     "run the benefit matching engine (one leader per Redis matches policies to profiles)"},
+    {"FXB_BENEFIT_RECHECK_MS", K_INT, FIELD(benefit_recheck_ms), 1000, 86400000,
+     "how often the benefit engine re-checks every published policy against its entitlements"},
     {"FXB_MAX_CONCURRENT_STREAMS", K_INT, FIELD(max_concurrent_streams), 1, 100000,
      "concurrent calls per HTTP/2 connection"},
     {"FXB_KEEPALIVE_TIME_MS", K_INT, FIELD(keepalive_time_ms), 10000, 86400000,
@@ -371,18 +375,21 @@ fxb_code fxb_config_set(fxb_config *cfg, const char *name, const char *value, fx
         cfg->log_level = (fxb_log_level)i;
         return FXB_OK;
     }
-    case K_BOOL:
+    case K_BOOL: {
+        bool *field = (bool *)((char *)cfg + s->offset);
         if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0) {
-            cfg->diag = true;
+            *field = true;
         } else if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0) {
-            cfg->diag = false;
+            *field = false;
         } else {
             return fxb_err_set(err, FXB_INVALID_ARGUMENT, BAD_CONFIG, BAD_CONFIG_ZH,
                                "%s: \"%s\" is not one of 0|1|true|false", s->name,
                                show(value, vbuf));
         }
-        cfg->diag_set = true;
+        if (s->offset == FIELD(diag))
+            cfg->diag_set = true;
         return FXB_OK;
+    }
     }
     return fxb_err_set(err, FXB_INTERNAL, BAD_CONFIG, BAD_CONFIG_ZH, "%s: no parser", s->name);
 }
@@ -410,6 +417,8 @@ void fxb_config_defaults(fxb_config *cfg)
     cfg->max_recv_bytes = 4194304;
     cfg->upload_max_bytes = 10485760;
     cfg->sweep_interval_ms = 30000;
+    cfg->benefit_engine = true;
+    cfg->benefit_recheck_ms = 3600000;
     cfg->max_concurrent_streams = 1000;
     cfg->keepalive_time_ms = 7200000;
     cfg->keepalive_timeout_ms = 20000;
@@ -649,7 +658,10 @@ static void default_text(const setting *s, const fxb_config *d, char *buf, size_
         snprintf(buf, len, "%s", level_names[d->log_level]);
         return;
     case K_BOOL:
-        snprintf(buf, len, "1 in development, 0 in production");
+        if (s->offset == FIELD(diag))
+            snprintf(buf, len, "1 in development, 0 in production");
+        else
+            snprintf(buf, len, "%d", *(const bool *)field ? 1 : 0);
         return;
     }
     snprintf(buf, len, "?");

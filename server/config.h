@@ -39,6 +39,8 @@ struct fxb_config {
     size_t max_recv_bytes;        /* FXB_MAX_RECV_BYTES 1024..67108864, default 4194304 */
     size_t upload_max_bytes;      /* FXB_UPLOAD_MAX_BYTES 1024..104857600, default 10485760 */
     int sweep_interval_ms;        /* FXB_SWEEP_INTERVAL_MS 100..3600000, default 30000 */
+    bool benefit_engine;          /* FXB_BENEFIT_ENGINE 0|1: run the matching engine, default 1 */
+    int benefit_recheck_ms;       /* FXB_BENEFIT_RECHECK_MS 1000..86400000, default 3600000 */
     int max_concurrent_streams;   /* FXB_MAX_CONCURRENT_STREAMS 1..100000, default 1000 */
     int keepalive_time_ms;        /* FXB_KEEPALIVE_TIME_MS 10000..86400000, default 7200000 */
     int keepalive_timeout_ms;     /* FXB_KEEPALIVE_TIMEOUT_MS 1000..600000, default 20000 */

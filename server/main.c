@@ -25,6 +25,8 @@
 #include "services/accessibility/accessibility.h"
 #include "services/appointment/appointment.h"
 #include "services/auth/auth_service.h"
+#include "services/benefit/benefit.h"
+#include "services/benefit/engine.h"
 #include "services/benefit/profile.h"
 #include "services/calendar/calendar.h"
 #include "services/catalog/catalog.h"
@@ -322,6 +324,8 @@ int main(int argc, char **argv)
     fxb_filing_service_init(&filing);
     fxb_profile_deps profile = {.crypto = auth.crypto};
     fxb_profile_service_init(&profile);
+    fxb_benefit_deps benefit = {.crypto = auth.crypto};
+    fxb_benefit_service_init(&benefit);
 
     grpc_init();
     fxb_sweeper *sweeper = NULL;
@@ -339,7 +343,8 @@ int main(int argc, char **argv)
         &fxb_enterprise_service,  &fxb_proxy_service,         &fxb_inbox_service,
         &fxb_catalog_service,     &fxb_calendar_service,      &fxb_material_service,
         &fxb_filing_service,      &fxb_officer_service,       &fxb_rating_service,
-        &fxb_appointment_service, &fxb_profile_service,       &fxb_diag_service};
+        &fxb_appointment_service, &fxb_profile_service,       &fxb_benefit_service,
+        &fxb_diag_service};
     size_t n_services = sizeof services / sizeof services[0] - (cfg.diag ? 0 : 1);
     const char *paths[FXB_MAX_METHODS];
     size_t n_paths = 0;
@@ -377,6 +382,9 @@ int main(int argc, char **argv)
     /* live inbox delivery across servers, and the vendor-push outbox */
     if (fxb_inbox_push_start(&cfg, &err) != FXB_OK)
         goto fail;
+    /* continuous benefit matching (one leader per Redis) */
+    if (cfg.benefit_engine && fxb_engine_start(&cfg, cfg.benefit_recheck_ms, &err) != FXB_OK)
+        goto fail;
 
     int last_state = -1;
     fxb_health_set_serving(store_ready(monitor, &last_state));
@@ -395,6 +403,7 @@ int main(int argc, char **argv)
     }
 
     fxb_health_shutdown();
+    fxb_engine_stop();
     fxb_inbox_push_stop();
     fxb_sweeper_stop(sweeper);
     sweeper = NULL;
@@ -409,6 +418,7 @@ fail:
 teardown:
     /* one order for both exits: server first, then what its calls used */
     fxb_sweeper_stop(sweeper);
+    fxb_engine_stop();
     fxb_inbox_push_stop();
     fxb_server_free(srv);
     fxb_catalog_cache_clear();

@@ -130,6 +130,28 @@ static void outbox_add(fxb_store *s, const char *subject, const char *id, const 
         freeReplyObject(r);
 }
 
+/* The room an inbox key needs. */
+#define INBOX_KEY_MAX (FXB_KEY_ID_MAX + 16)
+
+/* Checks one notice (body and ref NULL = "") and writes its stream key to
+ * key (INBOX_KEY_MAX bytes). Returns NULL when it may be appended, else the
+ * name of the first field that is not valid. */
+static const char *message_check(const char *subject, const char *kind, const char *title,
+                                 const char *body, const char *ref, char *key)
+{
+    if (!fxb_inbox_key(key, INBOX_KEY_MAX, subject))
+        return "subject";
+    if (!kind_valid(kind))
+        return "kind";
+    if (title == NULL || !text_valid(title, 1, FXB_INBOX_TITLE_MAX))
+        return "title";
+    if (body != NULL && !text_valid(body, 0, FXB_INBOX_BODY_MAX))
+        return "body";
+    if (ref != NULL && !text_valid(ref, 0, FXB_INBOX_REF_MAX))
+        return "ref";
+    return NULL;
+}
+
 fxb_code fxb_inbox_append(fxb_store *s, const char *subject, const char *kind, const char *title,
                           const char *body, const char *ref, int64_t now_ms, char *id_out,
                           fxb_err *err)
@@ -138,17 +160,10 @@ fxb_code fxb_inbox_append(fxb_store *s, const char *subject, const char *kind, c
         body = "";
     if (ref == NULL)
         ref = "";
-    char key[FXB_KEY_ID_MAX + 16];
-    if (!fxb_inbox_key(key, sizeof key, subject))
-        return invalid(err, "subject");
-    if (!kind_valid(kind))
-        return invalid(err, "kind");
-    if (title == NULL || !text_valid(title, 1, FXB_INBOX_TITLE_MAX))
-        return invalid(err, "title");
-    if (!text_valid(body, 0, FXB_INBOX_BODY_MAX))
-        return invalid(err, "body");
-    if (!text_valid(ref, 0, FXB_INBOX_REF_MAX))
-        return invalid(err, "ref");
+    char key[INBOX_KEY_MAX];
+    const char *bad = message_check(subject, kind, title, body, ref, key);
+    if (bad != NULL)
+        return invalid(err, bad);
     if (now_ms < 0)
         return invalid(err, "at_ms");
     char at[24], max[16];
@@ -190,4 +205,133 @@ fxb_code fxb_inbox_append(fxb_store *s, const char *subject, const char *kind, c
     if (offline)
         outbox_add(s, subject, id, kind, title);
     return FXB_OK;
+}
+
+/* Notices per pipelined round trip of fxb_inbox_append_batch: their XADD,
+ * PUBLISH and presence GET, after the outbox entries of the chunk before
+ * (which need the ids its XADDs returned), so a batch of n costs about
+ * n / BATCH_CHUNK + 1 round trips. */
+#define BATCH_CHUNK    256
+#define ONLINE_KEY_MAX (sizeof FXB_PUSH_ONLINE_PREFIX + FXB_KEY_ID_MAX)
+
+/* What one round trip of a batch needs; allocated once per batch. */
+typedef struct batch_ws {
+    char key[BATCH_CHUNK][INBOX_KEY_MAX];
+    char online[BATCH_CHUNK][ONLINE_KEY_MAX];
+    const char *xadd[BATCH_CHUNK][16];
+    const char *publish[BATCH_CHUNK][3];
+    const char *get[BATCH_CHUNK][2];
+    char id[BATCH_CHUNK][ID_OUT_MAX]; /* of the offline notices, for the outbox */
+    const char *outbox[BATCH_CHUNK][14];
+    fxb_store_cmd cmds[4 * BATCH_CHUNK];
+    redisReply *replies[4 * BATCH_CHUNK];
+} batch_ws;
+
+fxb_code fxb_inbox_append_batch(fxb_store *s, const fxb_inbox_msg *msgs, size_t n, int64_t now_ms,
+                                size_t *appended, fxb_err *err)
+{
+    size_t done = 0;
+    if (appended != NULL)
+        *appended = 0;
+    if (n == 0)
+        return FXB_OK;
+    if (msgs == NULL)
+        return invalid(err, "messages");
+    if (now_ms < 0)
+        return invalid(err, "at_ms");
+    for (size_t i = 0; i < n; i++) {
+        char key[INBOX_KEY_MAX];
+        const fxb_inbox_msg *m = &msgs[i];
+        const char *bad = message_check(m->subject, m->kind, m->title, m->body, m->ref, key);
+        if (bad != NULL)
+            return fxb_err_set(err, FXB_INVALID_ARGUMENT, "INBOX_MESSAGE_INVALID",
+                               "系统繁忙，请稍后重试", "inbox message %zu: %s is invalid", i, bad);
+    }
+    batch_ws *w = malloc(sizeof *w);
+    if (w == NULL)
+        return fxb_err_set(err, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", "系统繁忙，请稍后重试",
+                           "out of memory for an inbox batch");
+    char at[24], max[16], outbox_max[16];
+    snprintf(at, sizeof at, "%" PRId64, now_ms);
+    snprintf(max, sizeof max, "%d", FXB_INBOX_MAX);
+    snprintf(outbox_max, sizeof outbox_max, "%d", FXB_PUSH_OUTBOX_MAX);
+    fxb_code rc = FXB_OK;
+    size_t start = 0, pending = 0; /* outbox entries prepared, not yet sent */
+    bool failed = false;
+    while (start < n || pending > 0) {
+        size_t m = n - start < BATCH_CHUNK ? n - start : BATCH_CHUNK;
+        size_t nc = 0;
+        for (size_t j = 0; j < pending; j++)
+            w->cmds[nc++] = (fxb_store_cmd){14, w->outbox[j], NULL};
+        for (size_t i = 0; i < m; i++) {
+            const fxb_inbox_msg *msg = &msgs[start + i];
+            fxb_inbox_key(w->key[i], INBOX_KEY_MAX, msg->subject);
+            snprintf(w->online[i], ONLINE_KEY_MAX, "%s%s", FXB_PUSH_ONLINE_PREFIX, msg->subject);
+            const char *x[16] = {"XADD",   w->key[i],
+                                 "MAXLEN", "~",
+                                 max,      "*",
+                                 "kind",   msg->kind,
+                                 "title",  msg->title,
+                                 "body",   msg->body != NULL ? msg->body : "",
+                                 "ref",    msg->ref != NULL ? msg->ref : "",
+                                 "at_ms",  at};
+            memcpy(w->xadd[i], x, sizeof x);
+            w->publish[i][0] = "PUBLISH";
+            w->publish[i][1] = FXB_INBOX_CHANNEL;
+            w->publish[i][2] = msg->subject;
+            w->get[i][0] = "GET";
+            w->get[i][1] = w->online[i];
+            w->cmds[nc++] = (fxb_store_cmd){16, w->xadd[i], NULL};
+            w->cmds[nc++] = (fxb_store_cmd){3, w->publish[i], NULL};
+            w->cmds[nc++] = (fxb_store_cmd){2, w->get[i], NULL};
+        }
+        fxb_err perr;
+        fxb_code prc = fxb_store_pipeline(s, &perr, nc, w->cmds, w->replies);
+        if (prc != FXB_OK) {
+            /* a round trip of outbox entries only is best effort too */
+            if (m > 0 && rc == FXB_OK) {
+                rc = prc;
+                if (err != NULL)
+                    fxb_err_copy(err, &perr);
+            }
+            break;
+        }
+        /* the outbox entries are best effort: an error reply only counts in
+         * fxb_store_error_count (fxb_store_pipeline did) */
+        redisReply **r = w->replies + pending;
+        pending = 0;
+        for (size_t i = 0; i < m; i++) {
+            const redisReply *x = r[3 * i], *g = r[3 * i + 2];
+            if (x->type != REDIS_REPLY_STRING || x->len >= ID_OUT_MAX) {
+                failed = true;
+                continue;
+            }
+            done++;
+            if (g->type == REDIS_REPLY_STRING && strtoll(g->str, NULL, 10) > 0)
+                continue;
+            /* nobody listens: queue it for the vendor push adaptor */
+            const fxb_inbox_msg *msg = &msgs[start + i];
+            memcpy(w->id[pending], x->str, x->len + 1);
+            const char *o[14] = {
+                "XADD", FXB_PUSH_OUTBOX, "MAXLEN",     "~",          outbox_max,
+                "*",    "subject",       msg->subject, "message_id", w->id[pending],
+                "kind", msg->kind,       "title",      msg->title};
+            memcpy(w->outbox[pending], o, sizeof o);
+            pending++;
+        }
+        for (size_t j = 0; j < nc; j++)
+            freeReplyObject(w->replies[j]);
+        start += m;
+        if (failed && rc == FXB_OK) {
+            /* stop after this chunk; the offline notices appended so far
+             * still go to the outbox */
+            n = start;
+            rc = fxb_err_set(err, FXB_INTERNAL, "STORE_ERROR", "系统繁忙，请稍后重试",
+                             "XADD of an inbox failed in a batch");
+        }
+    }
+    free(w);
+    if (appended != NULL)
+        *appended = done;
+    return rc;
 }

@@ -63,4 +63,18 @@ fxb_code fxb_inbox_append(fxb_store *s, const char *subject, const char *kind, c
                           const char *body, const char *ref, int64_t now_ms, char *id_out,
                           fxb_err *err);
 
+/* One notice of a batch (fields as for fxb_inbox_append). */
+typedef struct fxb_inbox_msg {
+    const char *subject, *kind, *title, *body, *ref;
+} fxb_inbox_msg;
+
+/* Appends n notices in pipelined round trips (the XADDs, publishes and
+ * outbox entries of fxb_inbox_append, a few hundred per round trip): for
+ * bulk notices (benefits granted to many subjects). Every message is
+ * validated first (INVALID_ARGUMENT INBOX_MESSAGE_INVALID, nothing
+ * written). *appended receives how many XADDs succeeded (a store failure
+ * part-way returns the error with the count so far). */
+fxb_code fxb_inbox_append_batch(fxb_store *s, const fxb_inbox_msg *msgs, size_t n, int64_t now_ms,
+                                size_t *appended, fxb_err *err);
+
 #endif

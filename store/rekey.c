@@ -38,6 +38,12 @@ static const sealed_field fields[] = {
     /* services/material/material.c: licence numbers, one hash per material */
     {"{u:*}:material:*", "{u:", "}:material:*", "number_enc", "licence"},
     {"{e:*}:material:*", "{e:", "}:material:*", "number_enc", "licence"},
+    /* services/benefit/benefit.c: payout accounts, owner the profile
+     * subject ("p..." / "e...") */
+    {"{p:*}:payout", "{p:", "}:payout", "account_enc", "payout_account"},
+    {"{p:*}:payout", "{p:", "}:payout", "name_enc", "payout_name"},
+    {"{e:*}:payout", "{e:", "}:payout", "account_enc", "payout_account"},
+    {"{e:*}:payout", "{e:", "}:payout", "name_enc", "payout_name"},
     /* services/identity/registry.c: owner is the record's blind index */
     {"fxb:registry:dev:*", "fxb:registry:dev:", "", "district_enc", "registry_district"},
 };

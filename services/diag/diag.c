@@ -7,6 +7,7 @@
 
 #include "fxb/v1/diag.pb-c.h"
 #include "server/log.h"
+#include "services/benefit/engine.h"
 #include "services/filing/application.h"
 #include "store/store.h"
 
@@ -220,6 +221,41 @@ static fxb_code run_sweeper(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
     return FXB_OK;
 }
 
+/* --- the benefit matching engine, synchronised ---------------------------- */
+
+#define SYNC_TIMEOUT_DEFAULT_MS 10000
+#define SYNC_TIMEOUT_MAX_MS     120000
+
+static fxb_code sync_benefit_engine(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
+                                    ProtobufCMessage *resp_msg)
+{
+    const Fxb__V1__SyncBenefitEngineRequest *req =
+        (const Fxb__V1__SyncBenefitEngineRequest *)req_msg;
+    Fxb__V1__SyncBenefitEngineResponse *resp = (Fxb__V1__SyncBenefitEngineResponse *)resp_msg;
+    if (req->timeout_ms > SYNC_TIMEOUT_MAX_MS)
+        return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, "TIMEOUT_OUT_OF_RANGE", "参数超出范围",
+                            "timeout_ms must be at most %u", SYNC_TIMEOUT_MAX_MS);
+    int timeout = req->timeout_ms ? (int)req->timeout_ms : SYNC_TIMEOUT_DEFAULT_MS;
+    /* never wait past the call's own deadline */
+    int64_t left = fxb_ctx_remaining_ms(ctx);
+    if (left >= 0 && left < timeout)
+        timeout = (int)left;
+    fxb_engine_status st;
+    fxb_err err;
+    if (fxb_engine_sync(req->recheck, timeout, &st, &err) != FXB_OK)
+        return fxb_ctx_fail_err(ctx, &err);
+    resp->leader = st.leader;
+    resp->ready = st.ready;
+    resp->persons = st.persons;
+    resp->enterprises = st.enterprises;
+    resp->policies = st.policies;
+    resp->feed_id = fxb_arena_strdup(fxb_ctx_arena(ctx), st.feed_id);
+    if (resp->feed_id == NULL)
+        return fxb_ctx_fail(ctx, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", "系统繁忙，请稍后重试",
+                            "out of memory");
+    return FXB_OK;
+}
+
 /* --- the controllable clock ---------------------------------------------- */
 
 #define CLOCK_OFFSET_MAX_MS (10LL * 366 * 24 * 3600 * 1000)
@@ -309,6 +345,12 @@ static const fxb_method methods[] = {
      .request = &fxb__v1__run_sweeper_request__descriptor,
      .response = &fxb__v1__run_sweeper_response__descriptor,
      .unary = run_sweeper,
+     .access = {.kind = FXB_ACCESS_PUBLIC},
+     .limits = {.max_request_bytes = 64}},
+    {.path = "/fxb.v1.DiagService/SyncBenefitEngine",
+     .request = &fxb__v1__sync_benefit_engine_request__descriptor,
+     .response = &fxb__v1__sync_benefit_engine_response__descriptor,
+     .unary = sync_benefit_engine,
      .access = {.kind = FXB_ACCESS_PUBLIC},
      .limits = {.max_request_bytes = 64}},
 };

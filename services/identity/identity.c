@@ -154,6 +154,14 @@ static fxb_script release_script =
                               "end\n"
                               "return 0\n");
 
+/* KEYS[1] {p:<pid>}:account; ARGV[1] account id. Drops the person's link
+ * to this account only: a link another account made since stays. */
+static fxb_script unlink_script =
+    FXB_SCRIPT("idv_unlink", "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+                             "  return redis.call('DEL', KEYS[1])\n"
+                             "end\n"
+                             "return 0\n");
+
 /* --- helpers ---------------------------------------------------------------- */
 
 static fxb_code out_of_memory(fxb_ctx *ctx)
@@ -469,6 +477,17 @@ static fxb_code check_own_identity(fxb_ctx *ctx, const char *ikey, const char *i
     return FXB_OK;
 }
 
+/* {p:<pid>}:account, the person subject's link to the account holding its
+ * identity (services/benefit/entitlement.h: where its notices go); pid is
+ * "p" + the first 24 hex digits of the blind index, as
+ * fxb_profile_person_of_account derives it. */
+static const char *person_account_key(fxb_ctx *ctx, const char *idx)
+{
+    char pid[26];
+    snprintf(pid, sizeof pid, "p%.24s", idx);
+    return fxb_key_owned(fxb_ctx_arena(ctx), "p", pid, "account");
+}
+
 static fxb_code bind_number(fxb_ctx *ctx, const char *idx, fxb_err *err)
 {
     const char *key = fxb_arena_printf(fxb_ctx_arena(ctx), ID_IDX_PREFIX "%s", idx);
@@ -477,6 +496,15 @@ static fxb_code bind_number(fxb_ctx *ctx, const char *idx, fxb_err *err)
     const char *args[] = {fxb_ctx_caller(ctx)->account_id};
     redisReply *r = fxb_store_eval(fxb_ctx_store(ctx), err, &bind_script, 1, &key, 1, args, NULL);
     if (r != NULL) {
+        freeReplyObject(r);
+        const char *link = person_account_key(ctx, idx);
+        if (link == NULL)
+            return fxb_err_set(err, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", ZH_BUSY,
+                               "out of memory");
+        const char *set[] = {"SET", link, args[0]};
+        r = fxb_store_commandv(fxb_ctx_store(ctx), err, 3, set, NULL);
+        if (r == NULL)
+            return err->code;
         freeReplyObject(r);
         return FXB_OK;
     }
@@ -736,6 +764,13 @@ static fxb_code delete_my_identity(fxb_ctx *ctx, const ProtobufCMessage *req_msg
         return out_of_memory(ctx);
     const char *args[] = {id};
     redisReply *r = fxb_store_eval(st, &err, &release_script, 1, &nkey, 1, args, NULL);
+    if (r == NULL)
+        return fxb_ctx_fail_err(ctx, &err);
+    freeReplyObject(r);
+    const char *link = person_account_key(ctx, idx);
+    if (link == NULL)
+        return out_of_memory(ctx);
+    r = fxb_store_eval(st, &err, &unlink_script, 1, &link, 1, args, NULL);
     if (r == NULL)
         return fxb_ctx_fail_err(ctx, &err);
     freeReplyObject(r);

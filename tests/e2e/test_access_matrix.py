@@ -36,6 +36,8 @@ REAL_NAME = "real_name"      # assurance L2+
 REAL_PERSON = "real_person"  # assurance L3
 STEP_UP = "step_up"          # auth_time at most 10 minutes old
 OFFICER = "officer"          # officer of the request's department (admin passes)
+STAFF = "staff"              # officer or admin; the handler checks the department
+                             # (it is in stored data or a nested field)
 ADMIN = "admin"
 DATA_FEED = "data_feed"     # a department's data feed (admin passes)
 REAL_PERSON_STEP_UP = "l3_step_up"  # assurance L3 and auth_time at most 5 minutes old
@@ -127,6 +129,23 @@ RULES = {
     "/fxb.v1.ProfileService/UpsertProfiles": DATA_FEED,
     "/fxb.v1.ProfileService/GetMyProfile": SIGNED_IN,
     "/fxb.v1.ProfileService/GetSchema": PUBLIC,
+    "/fxb.v1.BenefitService/CreatePolicy": STAFF,
+    "/fxb.v1.BenefitService/UpdatePolicy": STAFF,
+    "/fxb.v1.BenefitService/PublishPolicy": STAFF,
+    "/fxb.v1.BenefitService/ClosePolicy": STAFF,
+    "/fxb.v1.BenefitService/GetPolicy": STAFF,
+    "/fxb.v1.BenefitService/ListPolicies": OFFICER,
+    "/fxb.v1.BenefitService/CheckRule": STAFF,
+    "/fxb.v1.BenefitService/ListPolicyEntitlements": STAFF,
+    "/fxb.v1.BenefitService/ConfirmEntitlement": STAFF,
+    "/fxb.v1.BenefitService/RejectEntitlement": STAFF,
+    "/fxb.v1.BenefitService/RecordPayment": DATA_FEED,
+    "/fxb.v1.BenefitService/ListPublishedPolicies": PUBLIC,
+    "/fxb.v1.BenefitService/ListMyEntitlements": REAL_NAME,
+    "/fxb.v1.BenefitService/GetMyEntitlement": REAL_NAME,
+    "/fxb.v1.BenefitService/DeclineEntitlement": REAL_NAME,
+    "/fxb.v1.BenefitService/SetPayoutAccount": REAL_PERSON_STEP_UP,
+    "/fxb.v1.BenefitService/GetPayoutAccount": REAL_NAME,
     "/fxb.v1.InboxService/ListMessages": SIGNED_IN,
     "/fxb.v1.InboxService/MarkRead": SIGNED_IN,
     "/fxb.v1.InboxService/Subscribe": SIGNED_IN,
@@ -144,6 +163,7 @@ RULES = {
     "/fxb.v1.DiagService/ProbeItem": SIGNED_IN,
     "/fxb.v1.DiagService/SetClockOffset": PUBLIC,
     "/fxb.v1.DiagService/RunSweeper": PUBLIC,
+    "/fxb.v1.DiagService/SyncBenefitEngine": PUBLIC,
 }
 
 # Methods that end sessions: each call gets a session of its own, made just
@@ -213,7 +233,7 @@ def expected(rule, col):
     if not col.signed_in:
         return (UNAUTH, "TOKEN_MISSING")
     staff = col.roles & {"officer", "admin"}
-    if rule == OFFICER and not staff:
+    if rule in (OFFICER, STAFF) and not staff:
         return (DENIED, "ROLE_REQUIRED")
     if rule == ADMIN and "admin" not in col.roles:
         return (DENIED, "ROLE_REQUIRED")

@@ -5,6 +5,7 @@ import os
 import re
 import socket
 import tempfile
+import time
 
 import grpc
 
@@ -27,7 +28,8 @@ class CommandLineTest(t.TestCase):
         self.assertEqual(rc, 0, err)
         self.assertIn("usage: fxb-server", out)
         for name in ("FXB_LISTEN", "FXB_REDIS_URL", "FXB_WORKERS", "FXB_ENV", "FXB_DIAG",
-                     "FXB_SHUTDOWN_GRACE_MS", "FXB_METRICS_LISTEN"):
+                     "FXB_SHUTDOWN_GRACE_MS", "FXB_METRICS_LISTEN", "FXB_BENEFIT_ENGINE",
+                     "FXB_BENEFIT_RECHECK_MS"):
             self.assertIn(name, out)
 
     def test_version_exits_0_and_prints_the_version(self):
@@ -68,6 +70,11 @@ class BadConfigTest(t.TestCase):
     def test_bad_env_and_log_level_exit_2(self):
         self.assertExit2Naming({"FXB_ENV": "staging"}, "FXB_ENV")
         self.assertExit2Naming({"FXB_LOG_LEVEL": "verbose"}, "FXB_LOG_LEVEL")
+
+    def test_bad_benefit_engine_settings_exit_2(self):
+        self.assertExit2Naming({"FXB_BENEFIT_ENGINE": "yes"}, "FXB_BENEFIT_ENGINE")
+        self.assertExit2Naming({"FXB_BENEFIT_RECHECK_MS": "999"}, "FXB_BENEFIT_RECHECK_MS")
+        self.assertExit2Naming({"FXB_BENEFIT_RECHECK_MS": "86400001"}, "FXB_BENEFIT_RECHECK_MS")
 
     def test_bad_redis_url_exits_2(self):
         self.assertExit2Naming({"FXB_REDIS_URL": "http://example.invalid/"}, "FXB_REDIS_URL")
@@ -202,6 +209,37 @@ class ProductionTest(t.TestCase):
     def test_production_with_diag_0_runs(self):
         with t.Server(extra_env={"FXB_ENV": "production", "FXB_DIAG": "0"}) as srv:
             srv.get_info()(t.system_pb().GetInfoRequest(), timeout=5)
+
+    def sync_engine(self, srv):
+        d = t.diag_pb()
+        return srv.unary("/fxb.v1.DiagService/SyncBenefitEngine", d.SyncBenefitEngineRequest,
+                         d.SyncBenefitEngineResponse)(
+            d.SyncBenefitEngineRequest(timeout_ms=20000), timeout=30)
+
+    def test_benefit_engine_runs_by_default_and_not_with_0(self):
+        # a private Redis: the engine's lease is per Redis, and other tests'
+        # servers on the shared one may hold it
+        with t.Redis() as redis:
+            with t.Server(redis_url=redis.url) as srv:
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        resp = self.sync_engine(srv)
+                        break
+                    except grpc.RpcError as e:
+                        # the lease is taken moments after start
+                        if t.error_reason(e)[1] != "ENGINE_NOT_LEADER" or \
+                                time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.1)
+                self.assertTrue(resp.leader)
+            with t.Server(redis_url=redis.url,
+                          extra_env={"FXB_BENEFIT_ENGINE": "0"}) as srv:
+                self.assertCallFails(lambda: self.sync_engine(srv),
+                                     grpc.StatusCode.FAILED_PRECONDITION, "ENGINE_NOT_LEADER")
+                # the first server gave its lease back when it stopped
+                self.assertEqual(
+                    t.redis_cli(redis.url, "EXISTS", "fxb:benefit:engine:leader"), "0")
 
     def test_development_with_diag_0_has_no_diag_service(self):
         with t.Server(extra_env={"FXB_DIAG": "0"}) as srv:

@@ -30,6 +30,8 @@ UNAUTH = grpc.StatusCode.UNAUTHENTICATED
 # that holds none of the capabilities the delegable methods need.
 ALL_SCOPES = "inbox.read filing.submit filing.read benefits.read category:education item:{item}"
 NONE_SCOPES = "benefits.read item:{item}"
+# ... and, for the methods that need benefits.read, a grant without it.
+NONE_BENEFITS_SCOPES = "inbox.read item:{item}"
 
 # path -> how to build a request that is in scope for the "everything" grant
 # (item: the request's item_code field names the grant's item).
@@ -55,6 +57,8 @@ DELEGABLE = {
     "/fxb.v1.AppointmentService/ListAppointments": {"scope": "filing.read"},
     "/fxb.v1.RatingService/RateApplication": {"scope": "filing.submit"},
     "/fxb.v1.AppointmentService/CancelAppointment": {"scope": "filing.submit"},
+    "/fxb.v1.BenefitService/ListMyEntitlements": {"scope": "benefits.read"},
+    "/fxb.v1.BenefitService/GetMyEntitlement": {"scope": "benefits.read"},
 }
 
 # Methods the runtime answers without looking at a token.
@@ -85,6 +89,8 @@ PUBLIC = {
     "/fxb.v1.RatingService/GetPublicResults",
     "/fxb.v1.ProfileService/GetSchema",
     "/fxb.v1.DiagService/RunSweeper",
+    "/fxb.v1.BenefitService/ListPublishedPolicies",
+    "/fxb.v1.DiagService/SyncBenefitEngine",
 }
 
 # Reasons that mean the runtime refused the call (anything else is the
@@ -171,6 +177,8 @@ class DelegationMatrixTest(ProxyMixin, t.TestCase):
         g_all, tok_all = self.delegated(principal, agent, all_scopes)
         g_none, tok_none = self.delegated(principal, agent,
                                           NONE_SCOPES.format(item=item).split())
+        _, tok_none_benefits = self.delegated(principal, agent,
+                                              NONE_BENEFITS_SCOPES.format(item=item).split())
         g_rev, tok_rev = self.delegated(principal, agent, all_scopes + ["category:tax"])
         now = self.server_now_ms()
         g_short, tok_short = self.delegated(principal, agent, all_scopes + ["category:health"],
@@ -182,7 +190,8 @@ class DelegationMatrixTest(ProxyMixin, t.TestCase):
                                         enterprise_id=ent.enterprise_id)
         return dict(principal=principal, agent=agent, item=item, cat_item=cat_item,
                     tax_item=tax_item,
-                    all=tok_all, none=tok_none, revoked=tok_rev, short=tok_short,
+                    all=tok_all, none=tok_none, none_benefits=tok_none_benefits,
+                    revoked=tok_rev, short=tok_short,
                     g_all=g_all, ent=tok_ent, enterprise_id=ent.enterprise_id, rep=rep)
 
     # --- the tests ---------------------------------------------------------------------
@@ -258,7 +267,8 @@ class DelegationMatrixTest(ProxyMixin, t.TestCase):
                     out[2].account_id != g["enterprise_id"]:
                 problems.append("%s: an enterprise's token admitted as %r" %
                                 (path, out[2].account_id))
-            expect(path, "none", self.call(path, m, g["none"], item), (DENIED, "OUT_OF_SCOPE"))
+            none = g["none_benefits"] if spec["scope"] == "benefits.read" else g["none"]
+            expect(path, "none", self.call(path, m, none, item), (DENIED, "OUT_OF_SCOPE"))
             expect(path, "revoked", self.call(path, m, g["revoked"], item),
                    (DENIED, "GRANT_REVOKED"))
             if spec.get("item_field"):

@@ -612,7 +612,8 @@ class RekeyTest(t.TestCase):
     tests' servers (other key sets) would not open here."""
 
     SEALED_FIELDS = {"account": ("phone_enc",), "a11y": ("relative_enc", "relative_pending_enc"),
-                     "identity": ("id_enc", "name_enc"), "material": ("number_enc",)}
+                     "identity": ("id_enc", "name_enc"), "material": ("number_enc",),
+                     "payout": ("account_enc", "name_enc")}
 
     @staticmethod
     def kind_of(key):
@@ -627,7 +628,7 @@ class RekeyTest(t.TestCase):
         for key, _ in t.redis_dump(url):
             k = key.decode()
             fields = ()
-            if k.startswith("{u:"):
+            if k.startswith("{u:") or (k.startswith("{p:") and k.endswith("}:payout")):
                 fields = self.SEALED_FIELDS.get(self.kind_of(k), ())
             elif k.startswith("fxb:registry:dev:"):
                 fields = ("district_enc",)
@@ -686,13 +687,24 @@ class RekeyTest(t.TestCase):
             t.run_admin(["licence", "issue", "--phone", who.phone, "--type", "household_register",
                          "--name", "居民户口簿", "--number", licence_no, "--issuer", "新乡市公安局"],
                         redis_url=url, env=admin_env, check=True)
+            # a payout account for benefits (number and name sealed, owner
+            # the person's profile subject)
+            bpb = t.pb("fxb/v1/benefit")
+            payout_no = "62220" + make_id()[:13]
+            t.set_level(srv, who, 3)  # the verified level, now in the token
+            fn = srv.unary("/fxb.v1.BenefitService/SetPayoutAccount",
+                           bpb.SetPayoutAccountRequest, bpb.PayoutAccount)
+            fn(bpb.SetPayoutAccountRequest(bank_name="中国工商银行新乡分行",
+                                           account_number=payout_no, account_name=name),
+               metadata=who.md(), timeout=20)
             before = self.sealed_values(url)
-            seen = {(self.kind_of(k) if k.startswith("{u:") else "registry", f)
+            seen = {("registry" if k.startswith("fxb:registry:") else self.kind_of(k), f)
                     for k, f, _ in before}
             self.assertEqual(seen, {("account", "phone_enc"), ("a11y", "relative_enc"),
                                     ("a11y", "relative_pending_enc"), ("identity", "id_enc"),
                                     ("identity", "name_enc"), ("registry", "district_enc"),
-                                    ("material", "number_enc")})
+                                    ("material", "number_enc"), ("payout", "account_enc"),
+                                    ("payout", "name_enc")})
             old_kids = {v.split(".")[1] for _, _, v in before}
             self.assertEqual(len(old_kids), 1)
             srv.stop()
@@ -708,7 +720,7 @@ class RekeyTest(t.TestCase):
             for k, f, v in after:
                 self.assertTrue(v.startswith("v1.%s." % new_kid), "%s %s not rekeyed" % (k, f))
             # counts only: no personal data in what rekey prints
-            for needle in (idn, name, relative, who.phone, other.phone, licence_no):
+            for needle in (idn, name, relative, who.phone, other.phone, licence_no, payout_no):
                 self.assertNotIn(needle, out.stdout + out.stderr)
 
             # a server that loaded the new key set still reads everything
@@ -729,6 +741,11 @@ class RekeyTest(t.TestCase):
                 self.assertEqual(mine.assurance_level, 3)
                 self.assertEqual(mine.masked_id_number, masked_id(idn))
                 self.assertEqual(mine.masked_name, masked_name(name))
+                fn = srv2.unary("/fxb.v1.BenefitService/GetPayoutAccount",
+                                bpb.GetPayoutAccountRequest, bpb.PayoutAccount)
+                acct = fn(bpb.GetPayoutAccountRequest(), metadata=again.md(), timeout=20)
+                self.assertTrue(acct.set)
+                self.assertTrue(acct.account_masked.endswith(payout_no[-4:]), acct.account_masked)
 
             # a second run has nothing to do
             out = t.run_admin(["rekey"], redis_url=url, env=admin_env, check=True)

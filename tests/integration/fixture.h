@@ -15,4 +15,14 @@ int fxb_test_redis_url(int db, char *out, size_t cap);
  * test starts from nothing. NULL after saying why on stderr. */
 fxb_store *fxb_test_store_open(const char *url);
 
+/* A private redis-server (its own free port and temporary directory, no
+ * persistence), for tests whose subject is process-wide state of a Redis
+ * (the benefit engine's leader lease, full scans of every profile) and so
+ * cannot share a database with tests running beside them. Writes its URL
+ * (database 0) to url. Returns 0, or -1 after saying why on stderr.
+ * fxb_test_private_redis_stop kills it and removes the directory (also
+ * registered with atexit, so a failing test leaves nothing behind). */
+int fxb_test_private_redis_start(char *url, size_t cap);
+void fxb_test_private_redis_stop(void);
+
 #endif

@@ -3,7 +3,8 @@
  * own key; every bound checked before anything is appended; ids in order;
  * the stream kept at about the latest FXB_INBOX_MAX; every notice published
  * for live push once it is readable, and queued for the vendor push outbox
- * only while its subject has no live subscription. */
+ * only while its subject has no live subscription; batches append in order,
+ * all or nothing on validation, with the same publish and outbox rules. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -406,6 +407,180 @@ static void test_a_notice_to_an_online_subject_is_not_queued_for_push(void **sta
     assert_int_equal(stream_len(s, FXB_PUSH_OUTBOX), 2);
 }
 
+/* --- batches (fxb_inbox_append_batch) -------------------------------------- */
+
+/* 700 notices to one subject (three round trips and more), each in its
+ * place: the stream holds them in the order given. */
+static void test_a_batch_appends_every_notice_in_order(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    enum { N = 700 };
+    static char titles[N][16];
+    static fxb_inbox_msg msgs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(titles[i], sizeof titles[i], "t%d", i);
+        msgs[i] = (fxb_inbox_msg){PERSON, "benefit.granted", titles[i], i % 2 ? "正文" : NULL,
+                                  i % 3 ? "b0123456789abcdef" : NULL};
+    }
+    size_t appended = 99;
+    assert_int_equal(fxb_inbox_append_batch(s, msgs, N, 1700000000000, &appended, &err), FXB_OK);
+    assert_int_equal(appended, N);
+    redisReply *r = fxb_store_command(s, &err, "XRANGE %s - +", PERSON_KEY);
+    assert_non_null(r);
+    assert_int_equal(r->elements, N);
+    uint64_t ms0 = 0, seq0 = 0;
+    for (size_t i = 0; i < N; i++) {
+        const redisReply *e = r->element[i];
+        assert_string_equal(field(e, "title"), titles[i]);
+        assert_string_equal(field(e, "kind"), "benefit.granted");
+        assert_string_equal(field(e, "body"), i % 2 ? "正文" : "");
+        assert_string_equal(field(e, "ref"), i % 3 ? "b0123456789abcdef" : "");
+        assert_string_equal(field(e, "at_ms"), "1700000000000");
+        uint64_t ms, seq;
+        parse_id(e->element[0]->str, &ms, &seq);
+        assert_true(i == 0 || ms > ms0 || (ms == ms0 && seq > seq0));
+        ms0 = ms;
+        seq0 = seq;
+    }
+    freeReplyObject(r);
+    /* nobody listens: every one is queued for push, in the same order */
+    r = fxb_store_command(s, &err, "XRANGE %s - +", FXB_PUSH_OUTBOX);
+    assert_non_null(r);
+    assert_int_equal(r->elements, N);
+    for (size_t i = 0; i < N; i++)
+        assert_string_equal(field(r->element[i], "title"), titles[i]);
+    freeReplyObject(r);
+}
+
+static void test_an_empty_batch_writes_nothing(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    size_t appended = 99;
+    assert_int_equal(fxb_inbox_append_batch(s, NULL, 0, 1, &appended, &err), FXB_OK);
+    assert_int_equal(appended, 0);
+    assert_int_equal(stream_len(s, FXB_PUSH_OUTBOX), 0);
+}
+
+/* One bad notice anywhere refuses the whole batch, naming it and its
+ * field: nothing is appended, published or queued. */
+static void test_one_invalid_notice_refuses_the_whole_batch(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    char long_title[FXB_INBOX_TITLE_MAX + 2];
+    repeat(long_title, 't', FXB_INBOX_TITLE_MAX + 1);
+    struct {
+        fxb_inbox_msg bad;
+        const char *field;
+    } cases[] = {
+        {{"a:b", "x", "t", NULL, NULL}, "subject"},
+        {{PERSON, "Bad Kind", "t", NULL, NULL}, "kind"},
+        {{PERSON, "x", "", NULL, NULL}, "title"},
+        {{PERSON, "x", long_title, NULL, NULL}, "title"},
+        {{PERSON, "x", "t", "cut \xe7\x9f", NULL}, "body"},
+        {{PERSON, "x", "t", NULL, "\xc0\xaf"}, "ref"},
+    };
+    enum { N = 600 };
+    static fxb_inbox_msg msgs[N];
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int i = 0; i < N; i++)
+            msgs[i] = (fxb_inbox_msg){i % 2 ? PERSON : ENTERPRISE, "x", "t", NULL, NULL};
+        /* the last one of the batch: every earlier chunk would be fine */
+        msgs[N - 1] = cases[c].bad;
+        size_t appended = 99;
+        fxb_err_clear(&err);
+        assert_int_equal(fxb_inbox_append_batch(s, msgs, N, 1, &appended, &err),
+                         FXB_INVALID_ARGUMENT);
+        assert_int_equal(appended, 0);
+        assert_string_equal(err.reason, "INBOX_MESSAGE_INVALID");
+        assert_non_null(strstr(err.message, cases[c].field));
+        assert_non_null(strstr(err.message, "599"));
+    }
+    size_t appended = 99;
+    assert_int_equal(fxb_inbox_append_batch(s, msgs, N - 1, -1, &appended, &err),
+                     FXB_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "at_ms"));
+    assert_int_equal(stream_len(s, PERSON_KEY), 0);
+    assert_int_equal(stream_len(s, "{e:" ENTERPRISE "}:inbox"), 0);
+    assert_int_equal(stream_len(s, FXB_PUSH_OUTBOX), 0);
+}
+
+/* Presence decides per notice: online subjects are not queued for push,
+ * offline ones are, with the id their inbox gave the notice. */
+static void test_a_batch_queues_only_offline_subjects_for_push(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    enum { N = 500 };
+    static char subjects[N][16], titles[N][16];
+    static fxb_inbox_msg msgs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(subjects[i], sizeof subjects[i], "acct-%d", i);
+        snprintf(titles[i], sizeof titles[i], "t%d", i);
+        msgs[i] = (fxb_inbox_msg){subjects[i], "benefit.granted", titles[i], "b", NULL};
+        if (i % 2 == 0) {
+            redisReply *r =
+                fxb_store_command(s, &err, "SET " FXB_PUSH_ONLINE_PREFIX "%s 1", subjects[i]);
+            assert_non_null(r);
+            freeReplyObject(r);
+        }
+    }
+    size_t appended = 0;
+    assert_int_equal(fxb_inbox_append_batch(s, msgs, N, 5, &appended, &err), FXB_OK);
+    assert_int_equal(appended, N);
+    redisReply *r = fxb_store_command(s, &err, "XRANGE %s - +", FXB_PUSH_OUTBOX);
+    assert_non_null(r);
+    assert_int_equal(r->elements, N / 2);
+    for (size_t j = 0; j < r->elements; j++) {
+        const redisReply *e = r->element[j];
+        int i = 2 * (int)j + 1; /* the odd ones, in order */
+        assert_string_equal(field(e, "subject"), subjects[i]);
+        assert_string_equal(field(e, "kind"), "benefit.granted");
+        assert_string_equal(field(e, "title"), titles[i]);
+        char key[64];
+        assert_true(fxb_inbox_key(key, sizeof key, subjects[i]));
+        redisReply *x = fxb_store_command(s, &err, "XRANGE %s - +", key);
+        assert_non_null(x);
+        assert_int_equal(x->elements, 1);
+        assert_string_equal(field(e, "message_id"), x->element[0]->element[0]->str);
+        freeReplyObject(x);
+    }
+    freeReplyObject(r);
+    for (int i = 0; i < N; i += 2) {
+        char key[64];
+        assert_true(fxb_inbox_key(key, sizeof key, subjects[i]));
+        assert_int_equal(stream_len(s, key), 1);
+    }
+}
+
+static void test_a_batch_publishes_every_subject(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    redisContext *c = subscriber();
+    fxb_inbox_msg msgs[] = {{PERSON, "x", "t", NULL, NULL}, {ENTERPRISE, "x", "t", NULL, NULL}};
+    assert_int_equal(fxb_inbox_append_batch(s, msgs, 2, 1, NULL, &err), FXB_OK);
+    expect_published(c, PERSON);
+    expect_published(c, ENTERPRISE);
+    redisFree(c);
+}
+
+static void test_an_unreachable_store_appends_nothing_in_a_batch(void **state)
+{
+    (void)state;
+    fxb_store_options opt = {.url = "redis://127.0.0.1:1/6", .connect_timeout_ms = 200};
+    fxb_err err;
+    fxb_store *s = fxb_store_new(&opt, &err);
+    assert_non_null(s);
+    fxb_inbox_msg msgs[] = {{PERSON, "x", "t", NULL, NULL}};
+    size_t appended = 99;
+    assert_int_equal(fxb_inbox_append_batch(s, msgs, 1, 1, &appended, &err), FXB_UNAVAILABLE);
+    assert_int_equal(appended, 0);
+    fxb_store_free(s);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, each_setup, each_teardown)
@@ -420,7 +595,13 @@ int main(void)
         T(test_a_refused_notice_is_neither_published_nor_queued),
         T(test_a_notice_to_an_offline_subject_goes_to_the_push_outbox),
         T(test_a_notice_to_an_online_subject_is_not_queued_for_push),
+        T(test_a_batch_appends_every_notice_in_order),
+        T(test_an_empty_batch_writes_nothing),
+        T(test_one_invalid_notice_refuses_the_whole_batch),
+        T(test_a_batch_queues_only_offline_subjects_for_push),
+        T(test_a_batch_publishes_every_subject),
         cmocka_unit_test(test_unreachable_store_is_unavailable),
+        cmocka_unit_test(test_an_unreachable_store_appends_nothing_in_a_batch),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

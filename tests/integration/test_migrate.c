@@ -179,6 +179,39 @@ static void test_init_rerun_keeps_the_first_creation_time(void **state)
     free(created);
 }
 
+static char *get_text(fxb_store *s, const char *key)
+{
+    fxb_err err;
+    redisReply *r = fxb_store_command(s, &err, "GET %s", key);
+    assert_non_null(r);
+    char *out = r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+    freeReplyObject(r);
+    return out;
+}
+
+static void test_person_account_links_are_filled_in_for_bound_id_numbers(void **state)
+{
+    fxb_store *s = *state;
+    /* two bound numbers (blind indexes, 32 hex) and a malformed key */
+    must_ok(s, "SET fxb:idnum:0123456789abcdef0123456789abcdef %s", "acc-1");
+    must_ok(s, "SET fxb:idnum:fedcba9876543210fedcba9876543210 %s", "acc-2");
+    must_ok(s, "SET fxb:idnum:NOT-HEX %s", "acc-3");
+    free(apply_capturing(s, FXB_OK));
+    char *a = get_text(s, "{p:p0123456789abcdef01234567}:account");
+    char *b = get_text(s, "{p:pfedcba9876543210fedcba98}:account");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_string_equal(a, "acc-1");
+    assert_string_equal(b, "acc-2");
+    free(a);
+    free(b);
+    fxb_err err;
+    redisReply *r = fxb_store_command(s, &err, "KEYS {p:*}:account");
+    assert_non_null(r);
+    assert_int_equal(r->elements, 2);
+    freeReplyObject(r);
+}
+
 static void test_apply_on_a_partly_migrated_store_runs_only_what_is_pending(void **state)
 {
     fxb_store *s = *state;
@@ -275,6 +308,7 @@ int main(void)
         WITH_DB(test_apply_accepts_a_null_output_stream),
         WITH_DB(test_init_marks_the_store_as_fxb_with_its_creation_time),
         WITH_DB(test_init_rerun_keeps_the_first_creation_time),
+        WITH_DB(test_person_account_links_are_filled_in_for_bound_id_numbers),
         WITH_DB(test_apply_on_a_partly_migrated_store_runs_only_what_is_pending),
         WITH_DB(test_check_on_store_ahead_says_upgrade_the_server),
         WITH_DB(test_apply_refuses_a_store_ahead_and_leaves_it_untouched),

@@ -200,6 +200,7 @@ static void test_index_holds_every_proto_and_its_imports(void **state)
         "fxb/v1/material.proto",       "fxb/v1/filing.proto",
         "fxb/v1/officer.proto",        "fxb/v1/rating.proto",
         "fxb/v1/appointment.proto",    "fxb/v1/profile.proto",
+        "fxb/v1/benefit.proto",
     };
     assert_int_equal(fxb_descindex_file_count(ix), sizeof files / sizeof files[0]);
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
