@@ -385,11 +385,13 @@ for k, kv in kvs:
 rounds = sorted({r for (_, r) in fx})
 med = statistics.median
 for b in builds:
-    print("fxb index, %s: %s rows built in %.1f s (generator ~%.1f s of it), %d bitmaps, "
-          "%.1f MiB of bitmaps + %.1f MiB row->subject table (RSS +%.0f MiB)" % (
+    print("fxb index, %s: %s rows built in %.1f s (generator ~%.1f s of it; optimize %.1f s), "
+          "%d bitmaps, %.1f MiB of bitmaps + %.1f MiB of row blocks + %.1f MiB row->subject "
+          "table (RSS +%.0f MiB)" % (
               b["subject"], b["rows"], float(b["ms"]) / 1e3, float(b["gen_ms"]) / 1e3,
-              int(b["bitmaps"]), int(b["bitmap_bytes"]) / 2**20, int(b["subject_bytes"]) / 2**20,
-              int(b["rss_delta_kib"]) / 1024))
+              float(b.get("optimize_ms", 0)) / 1e3, int(b["bitmaps"]),
+              int(b["bitmap_bytes"]) / 2**20, int(b.get("row_bytes", 0)) / 2**20,
+              int(b["subject_bytes"]) / 2**20, int(b["rss_delta_kib"]) / 1024))
 print()
 configs = sorted({c for v in pg.values() for c in v},
                  key=lambda c: ["seq", "seq-nojit", "idx", "idx-nojit"].index(c))

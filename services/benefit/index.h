@@ -6,22 +6,22 @@
  * Subjects get dense row numbers (0, 1, 2, ... in the order the index first
  * sees them; a subject keeps its row for the life of the index). Per
  * attribute of the schema (services/benefit/schema.h):
- *   bool         two bitmaps: rows where it is true, rows where it is known
- *   enum         one bitmap per value (known = their union)
+ *   bool         bitmaps of the rows where it is true / known
+ *   enum         one bitmap per value, and known
  *   set          one bitmap per member seen (known: rows where the set is given)
- *   int, date    a bit-sliced index: the value minus the attribute's minimum
- *                (dates as days since 1900-01-01) in binary, one bitmap per
- *                bit, plus known; a range is answered with O(bits) bitmap
- *                operations (O'Neil & Quass)
- * A rule (services/benefit/rule.h) is evaluated over the tree with
- * three-valued logic on pairs of bitmaps (rows where TRUE, rows where
- * FALSE), exactly as fxb_rule_eval answers per subject — the tests check
+ *   int, date    bitmaps of value bins (each value, each calendar year, or
+ *                each power of two of the value minus the minimum), and known
+ * plus, per row, the bool and enum values as plain bitsets (enums of many
+ * values: a cell) and the int / date values as cells, read when few rows
+ * are left to check (index.c tells how a rule is planned). A rule
+ * (services/benefit/rule.h) is evaluated over the tree with three-valued
+ * logic, exactly as fxb_rule_eval answers per subject — the tests check
  * that on every row. Age conditions become birth-date ranges at `today`
  * (fxb_rule_age_range).
  *
  * Thread safety: one writer (fxb_index_set / remove) at a time, any number
  * of readers between writes — the caller holds a rwlock (fxb_index does
- * not lock). Memory: reported by fxb_index_stats. */
+ * not lock). Memory: reported by fxb_index_stats and fxb_index_row_bytes. */
 #ifndef FXB_BENEFIT_INDEX_H
 #define FXB_BENEFIT_INDEX_H
 
@@ -88,5 +88,18 @@ typedef struct fxb_index_stats {
 } fxb_index_stats;
 
 void fxb_index_stats_get(const fxb_index *ix, fxb_index_stats *out);
+
+/* Bytes of the per-row blocks beside the bitmaps (plain bitsets of enum and
+ * bool values, int and date values), which matching reads row by row. */
+uint64_t fxb_index_row_bytes(const fxb_index *ix);
+
+/* How fxb_index_match goes about a rule, for tests that force every way
+ * (the rows matched never depend on it): masks of at most rows_max rows are
+ * checked row by row; a conjunction whose smallest operand has at most
+ * stream_max rows reads that operand's bitmaps one by one instead of
+ * building it; dense 1 ANDs enum / bool operands over the plain bitsets
+ * whenever there are any, 0 never. Negative: the planner's own choice (the
+ * default). Not thread-safe: call it when no match runs. */
+void fxb_index_tune(fxb_index *ix, int64_t rows_max, int64_t stream_max, int dense);
 
 #endif

@@ -1,9 +1,13 @@
 /* The matching index (services/benefit/index.h) as rules: a rule matched
- * over the bitmaps gives exactly the rows where fxb_rule_eval, reading the
+ * over the index gives exactly the rows where fxb_rule_eval, reading the
  * same values, says TRUE — for random and hand-written rules, on several
- * dates (a 29 February among them), after inserts, updates and removals;
- * values out of range are refused and leave the subject as it was; the
- * boundaries of every type; and a micro-benchmark (printed, not asserted).
+ * dates (a 29 February among them), after inserts, updates and removals,
+ * and whichever way the index evaluates it (every rule is matched again
+ * with each way forced through fxb_index_tune: bitmaps only, row by row,
+ * streamed, plain bitsets); ranges at the edges of the bins and ages
+ * across birthdays; values out of range are refused and leave the subject
+ * as it was; the boundaries of every type; and a micro-benchmark (printed,
+ * not asserted).
  *
  * The schema is parsed from JSON: district (enum), birth_date (date, with
  * the derived age), receives_pension / veteran (bool), children (int
@@ -43,6 +47,12 @@ static const char schema_json[] =
     "\"xx-civil\"},"
     "{\"name\": \"tags\", \"subject\": \"person\", \"type\": \"set\", \"source\": "
     "\"xx-civil\"},"
+    "{\"name\": \"grade\", \"subject\": \"person\", \"type\": \"enum\", \"values\": ["
+    "\"g00\", \"g01\", \"g02\", \"g03\", \"g04\", \"g05\", \"g06\", \"g07\", \"g08\", \"g09\", "
+    "\"g10\", \"g11\", \"g12\", \"g13\", \"g14\", \"g15\", \"g16\", \"g17\", \"g18\", \"g19\", "
+    "\"g20\", \"g21\", \"g22\", \"g23\", \"g24\", \"g25\", \"g26\", \"g27\", \"g28\", \"g29\", "
+    "\"g30\", \"g31\", \"g32\", \"g33\", \"g34\", \"g35\", \"g36\", \"g37\", \"g38\", \"g39\""
+    "], \"source\": \"xx-edu\"},"
     "{\"name\": \"employees\", \"subject\": \"enterprise\", \"type\": \"int\", \"min\": 0, "
     "\"max\": 100000, \"source\": \"xx-amr\"}"
     "]}";
@@ -57,11 +67,12 @@ enum {
     A_SCORE,
     A_REG,
     A_TAGS,
+    A_GRADE, /* an enum of more values than the index keeps plain bitsets for */
     N_ATTRS
 };
-static const char *const attr_names[N_ATTRS] = {"district", "birth_date",    "receives_pension",
-                                                "veteran",  "children",      "balance",
-                                                "score",    "registered_on", "tags"};
+static const char *const attr_names[N_ATTRS] = {
+    "district", "birth_date", "receives_pension", "veteran", "children",
+    "balance",  "score",      "registered_on",    "tags",    "grade"};
 static const char *const districts[] = {"红旗区", "卫滨区", "牧野区", "凤泉区", "获嘉县"};
 static const char *const tag_pool[] = {"低保", "残疾", "独居", "退役军人", "失独", "a", "b"};
 #define N_TAGS    (sizeof tag_pool / sizeof tag_pool[0])
@@ -137,6 +148,7 @@ static void random_values(subject *s)
                                      999999999999999999, -999999999999999999};
     s->v[A_SCORE].i = chance(20) ? scores[rnd() % 7] : (int64_t)rnd();
     s->v[A_REG].i = random_date(1000, 9999);
+    s->v[A_GRADE].i = chance(10) ? (chance(50) ? 0 : 39) : between(0, 39);
     size_t n = (size_t)between(0, TAGS_HELD);
     for (size_t i = 0; i < n; i++)
         s->tags[i] = tag_pool[rnd() % N_TAGS];
@@ -236,7 +248,7 @@ static void random_condition(char *buf, size_t cap)
 {
     char d[32];
     const char *op = ops[rnd() % 6];
-    switch (rnd() % 11) {
+    switch (rnd() % 12) {
     case 0: {
         static const int64_t ages[] = {0, 1, 17, 18, 59, 60, 61, 80, 99, 100, 120, 149, 150, 2};
         if (chance(25)) {
@@ -298,6 +310,15 @@ static void random_condition(char *buf, size_t cap)
         cat(buf, cap, "score %s %s", op, lits[rnd() % 6]);
         break;
     }
+    case 10: {
+        int g = (int)between(0, 39);
+        if (chance(40))
+            cat(buf, cap, "grade in {\"g%02d\", \"g%02d\", \"g%02d\"}", g, (g + 1) % 40,
+                (g + 17) % 40);
+        else
+            cat(buf, cap, "grade %s \"g%02d\"", chance(50) ? "==" : "!=", g);
+        break;
+    }
     default:
         cat(buf, cap, "tags contains \"%s\"", chance(90) ? tag_pool[rnd() % N_TAGS] : "无此项");
         break;
@@ -344,26 +365,55 @@ static bool mark(uint32_t row, void *arg)
     return true;
 }
 
+/* The ways fxb_index_match may go about a rule (fxb_index_tune): the
+ * planner's own choice, then each way forced. Every one must give exactly
+ * the evaluator's rows. */
+static const struct {
+    int64_t rows_max, stream_max;
+    int dense;
+    const char *what;
+} tunings[] = {
+    {-1, -1, -1, "the planner's choice"},
+    {0, 0, 0, "bitmaps only"},
+    {INT64_MAX, 0, 0, "row by row after the first operand"},
+    {0, INT64_MAX, 0, "smallest operand streamed"},
+    {INT64_MAX, INT64_MAX, 0, "streamed, row by row"},
+    {INT64_MAX, 0, 1, "plain bitsets, the rest row by row"},
+    {0, 0, 1, "plain bitsets, the rest over bitmaps"},
+};
+#define N_TUNINGS (sizeof tunings / sizeof tunings[0])
+
 /* Returns the number of rows matched. */
-static uint64_t check_rule(const fxb_index *ix, const model *m, const char *text, uint32_t today)
+static uint64_t check_rule(fxb_index *ix, const model *m, const char *text, uint32_t today)
 {
     fxb_rule *r = compile(text);
-    void *rows = fxb_index_match(ix, r, today);
-    assert_non_null(rows);
-    marks mk = {calloc(m->n + 1, 1), m->n, false};
-    assert_non_null(mk.hit);
-    fxb_index_rows_each(rows, mark, &mk);
-    assert_false(mk.beyond);
+    unsigned char *want = calloc(m->n + 1, 1);
+    assert_non_null(want);
     uint64_t count = 0;
     for (size_t row = 0; row < m->n; row++) {
         fxb_profile_view view = {view_get, &m->rows[row]};
-        bool want = fxb_rule_eval(r, &view, today, NULL) == FXB_TRUE;
-        if (want != (mk.hit[row] != 0))
-            fail_msg("rule %s on %u: row %zu is %s by the index, %s by the evaluator", text, today,
-                     row, mk.hit[row] ? "matched" : "not matched", want ? "TRUE" : "not TRUE");
-        count += want;
+        want[row] = fxb_rule_eval(r, &view, today, NULL) == FXB_TRUE;
+        count += want[row];
     }
-    assert_int_equal(fxb_index_rows_count(rows), count);
+    void *rows = NULL;
+    for (size_t t = N_TUNINGS; t-- > 0;) { /* the default last: its rows are kept */
+        fxb_index_tune(ix, tunings[t].rows_max, tunings[t].stream_max, tunings[t].dense);
+        if (rows != NULL)
+            fxb_index_rows_free(rows);
+        rows = fxb_index_match(ix, r, today);
+        assert_non_null(rows);
+        marks mk = {calloc(m->n + 1, 1), m->n, false};
+        assert_non_null(mk.hit);
+        fxb_index_rows_each(rows, mark, &mk);
+        assert_false(mk.beyond);
+        for (size_t row = 0; row < m->n; row++)
+            if (want[row] != mk.hit[row])
+                fail_msg("rule %s on %u (%s): row %zu is %s by the index, %s by the evaluator",
+                         text, today, tunings[t].what, row, mk.hit[row] ? "matched" : "not matched",
+                         want[row] ? "TRUE" : "not TRUE");
+        assert_int_equal(fxb_index_rows_count(rows), count);
+        free(mk.hit);
+    }
     /* the list of subjects: the matched rows' subjects, in row order */
     size_t cap = (size_t)(count + 1) * 40;
     char *list = malloc(cap), *want_list = malloc(cap);
@@ -371,7 +421,7 @@ static uint64_t check_rule(const fxb_index *ix, const model *m, const char *text
     assert_non_null(want_list);
     size_t len = fxb_index_rows_subjects(ix, rows, list, cap), want_len = 0;
     for (size_t row = 0; row < m->n; row++) {
-        if (!mk.hit[row])
+        if (!want[row])
             continue;
         const char *sub = fxb_index_subject(ix, (uint32_t)row);
         assert_non_null(sub);
@@ -386,7 +436,7 @@ static uint64_t check_rule(const fxb_index *ix, const model *m, const char *text
         assert_int_equal(fxb_index_rows_subjects(ix, rows, list, len - 1), 0); /* too small */
     free(list);
     free(want_list);
-    free(mk.hit);
+    free(want);
     fxb_index_rows_free(rows);
     fxb_rule_free(r);
     return count;
@@ -424,10 +474,19 @@ static const char *const hand_rules[] = {
     "!(tags contains \"无此项\")",
     "district == \"获嘉县\" || !(district != \"红旗区\")",
     "(age >= 60 || veteran) && (tags contains \"独居\" || children == 0) && balance < 0",
+    "!(age >= 60) && district in {\"红旗区\", \"卫滨区\"}",
+    "!(age >= 25 && age <= 45) || !(children >= 2)",
+    "district == \"获嘉县\" && receives_pension && veteran && children >= 2 && age < 45",
+    "district != \"红旗区\" && !veteran && !(tags contains \"残疾\") && balance >= -500",
+    "!(district in {\"红旗区\", \"卫滨区\", \"牧野区\"} || receives_pension) && age > 30",
+    "(balance < 0 || score < 0) && !(registered_on >= \"5000-01-01\" && children < 3)",
+    "grade in {\"g00\", \"g01\", \"g39\"} && district == \"红旗区\"",
+    "!(grade == \"g07\") && receives_pension && !(district != \"卫滨区\")",
+    "grade != \"g20\" || age < 18",
 };
 #define N_HAND (sizeof hand_rules / sizeof hand_rules[0])
 
-static void check_many(const fxb_index *ix, const model *m, int random_rules)
+static void check_many(fxb_index *ix, const model *m, int random_rules)
 {
     for (size_t t = 0; t < N_TODAYS; t++)
         for (size_t i = 0; i < N_HAND; i++)
@@ -550,7 +609,8 @@ static void test_values_out_of_range_are_refused_and_leave_the_subject_as_it_was
         int64_t value;
     } cases[] = {{A_CHILDREN, 21}, {A_CHILDREN, -1},   {A_BALANCE, -1001},  {A_BALANCE, 1001},
                  {A_DISTRICT, 5},  {A_DISTRICT, -1},   {A_BIRTH, 20230229}, {A_BIRTH, 20231301},
-                 {A_BIRTH, 0},     {A_REG, 100000101}, {A_TAGS, 0}};
+                 {A_BIRTH, 0},     {A_REG, 100000101}, {A_TAGS, 0},         {A_GRADE, 40},
+                 {A_GRADE, -1}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         bad = s;
         bad.v[A_CHILDREN].i = 3;
@@ -645,6 +705,7 @@ static void test_an_empty_index_matches_nothing(void **state)
     fxb_index_stats_get(ix, &st);
     assert_int_equal(st.subjects, 0);
     assert_int_equal(st.subject_bytes, 0);
+    assert_int_equal(fxb_index_row_bytes(ix), 0);
     assert_true(st.bitmaps > 0);
     fxb_index_free(ix);
 }
@@ -669,6 +730,118 @@ static void test_a_rule_can_match_everyone_or_no_one(void **state)
     assert_int_equal(check_rule(ix, &m, "age < 0", 20240229), 0);
     assert_int_equal(check_rule(ix, &m, "children > 20", 20240229), 0);
     assert_int_equal(check_rule(ix, &m, "tags contains \"无此项\"", 20240229), 0);
+    free(m.rows);
+    fxb_index_free(ix);
+}
+
+/* Bins are whole calendar years (dates), single values (children) or
+ * powers of two of the offset (balance, score): values on both sides of
+ * every bin edge, birthdays on 28 / 29 February and 1 March, ranges that
+ * start or end exactly on an edge, empty ranges, unknown values and NOT
+ * over ranges, under every way of evaluating (check_rule). */
+static void test_ranges_at_bin_edges_and_ages_across_birthdays(void **state)
+{
+    fxb_index *ix = fxb_index_new(schema, FXB_SUBJECT_PERSON);
+    assert_non_null(ix);
+    model m = {0};
+    static const int years[] = {1,    1924, 1944, 1945, 1964, 1965,
+                                1999, 2000, 2004, 2023, 2024, 9999};
+    static const int md[] = {101, 102, 228, 229, 301, 601, 1230, 1231};
+    int64_t births[sizeof years / sizeof years[0] * 8];
+    size_t n_births = 0;
+    for (size_t y = 0; y < sizeof years / sizeof years[0]; y++)
+        for (size_t d = 0; d < 8; d++)
+            if (md[d] != 229 || (years[y] % 4 == 0 && (years[y] % 100 != 0 || years[y] % 400 == 0)))
+                births[n_births++] = (int64_t)years[y] * 10000 + md[d];
+    /* balance offsets (balance + 1000) on both sides of each power of two */
+    int64_t balances[40];
+    size_t n_balances = 0;
+    balances[n_balances++] = -1000;
+    for (int k = 0; k <= 10; k++) {
+        balances[n_balances++] = ((int64_t)1 << k) - 1 - 1000;
+        balances[n_balances++] = ((int64_t)1 << k) - 1000;
+    }
+    balances[n_balances++] = 1000;
+    static const int64_t scores[] = {INT64_MIN, INT64_MIN + 1, -4,       -3, -1, 0, 1, 2, 3,
+                                     4,         INT64_MAX - 1, INT64_MAX};
+    subject s;
+    size_t k = 0;
+    for (size_t i = 0; i < n_births * 3; i++, k++) {
+        random_values(&s);
+        for (int a = 0; a < N_ATTRS; a++)
+            s.v[a].present = i % 11 != (size_t)a; /* each attribute unknown now and then */
+        s.v[A_BIRTH].i = births[i % n_births];
+        s.v[A_REG].i = births[(i * 7) % n_births];
+        s.v[A_BALANCE].i = balances[i % n_balances];
+        s.v[A_SCORE].i = scores[i % (sizeof scores / sizeof scores[0])];
+        s.v[A_CHILDREN].i = (int64_t)(i % 21);
+        put(ix, &m, k, &s);
+    }
+    char text[FXB_RULE_TEXT_MAX];
+    static const char *const ops6[] = {"<", "<=", ">", ">=", "==", "!="};
+    for (size_t y = 0; y < sizeof years / sizeof years[0]; y++)
+        for (size_t d = 0; d < 8; d++)
+            for (size_t o = 0; o < 6; o++) {
+                if (md[d] == 229)
+                    continue;
+                snprintf(text, sizeof text, "birth_date %s \"%04d-%02d-%02d\"", ops6[o], years[y],
+                         md[d] / 100, md[d] % 100);
+                check_rule(ix, &m, text, 20240229);
+                snprintf(text, sizeof text, "!(registered_on %s \"%04d-%02d-%02d\")", ops6[o],
+                         years[y], md[d] / 100, md[d] % 100);
+                check_rule(ix, &m, text, 20240229);
+            }
+    static const uint32_t days[] = {20240228, 20240229, 20240301, 20250228,
+                                    20250301, 20241231, 20250101, 20230601};
+    static const int ages[] = {0, 1, 20, 21, 59, 60, 61, 79, 80, 81, 100, 129, 130};
+    for (size_t t = 0; t < sizeof days / sizeof days[0]; t++)
+        for (size_t a = 0; a < sizeof ages / sizeof ages[0]; a++) {
+            for (size_t o = 0; o < 6; o++) {
+                snprintf(text, sizeof text, "age %s %d", ops6[o], ages[a]);
+                check_rule(ix, &m, text, days[t]);
+            }
+            snprintf(text, sizeof text, "age in {%d, %d, %d}", ages[a], ages[a] + 1, ages[a] + 3);
+            check_rule(ix, &m, text, days[t]);
+            snprintf(text, sizeof text, "!(age >= %d) && receives_pension", ages[a]);
+            check_rule(ix, &m, text, days[t]);
+            snprintf(text, sizeof text, "age >= %d && age <= %d && !(age == %d)", ages[a],
+                     ages[a] + 20, ages[a] + 1);
+            check_rule(ix, &m, text, days[t]);
+        }
+    for (size_t b = 0; b < n_balances; b++)
+        for (size_t o = 0; o < 6; o++) {
+            snprintf(text, sizeof text, "balance %s %lld", ops6[o], (long long)balances[b]);
+            check_rule(ix, &m, text, 20240229);
+            snprintf(text, sizeof text, "!(balance %s %lld) || veteran", ops6[o],
+                     (long long)balances[b]);
+            check_rule(ix, &m, text, 20240229);
+        }
+    static const char *const score_lits[] = {"-999999999999999999", "-4", "-1", "0", "1", "3", "4",
+                                             "999999999999999999"};
+    for (size_t v = 0; v < sizeof score_lits / sizeof score_lits[0]; v++)
+        for (size_t o = 0; o < 6; o++) {
+            snprintf(text, sizeof text, "score %s %s", ops6[o], score_lits[v]);
+            check_rule(ix, &m, text, 20240229);
+        }
+    for (int c = 0; c <= 20; c++) {
+        snprintf(text, sizeof text, "children >= %d && !(children in {%d, %d})", c, (c + 1) % 21,
+                 (c + 3) % 21);
+        check_rule(ix, &m, text, 20240229);
+    }
+    static const char *const empty[] = {
+        "age < 0",
+        "balance > 1000",
+        "balance < -1000",
+        "children > 20",
+        "birth_date < \"0001-01-01\"",
+        "registered_on > \"9999-12-31\"",
+        "age >= 60 && age < 60",
+        "birth_date > \"2000-01-01\" && birth_date < \"2000-01-02\"",
+        "children in {0, 1} && children >= 2",
+    };
+    for (size_t e = 0; e < sizeof empty / sizeof empty[0]; e++)
+        assert_int_equal(check_rule(ix, &m, empty[e], 20240229), 0);
+    check_many(ix, &m, 100);
     free(m.rows);
     fxb_index_free(ix);
 }
@@ -757,10 +930,10 @@ static void test_micro_benchmark(void **state)
         fxb_rule_free(rule);
     }
     printf("bench: load %.0f ms (%.2f us/subject), optimize %.0f ms; %llu bitmaps, %.1f MB "
-           "before / %.1f MB after run-optimize; row->subject table %.1f MB\n",
+           "before / %.1f MB after run-optimize; row blocks %.1f MB; row->subject table %.1f MB\n",
            t1 - t0, (t1 - t0) * 1e3 / (double)(rows ? rows : 1), t2 - t1,
            (unsigned long long)after.bitmaps, before.bytes / 1e6, after.bytes / 1e6,
-           after.subject_bytes / 1e6);
+           fxb_index_row_bytes(ix) / 1e6, after.subject_bytes / 1e6);
     fxb_index_free(ix);
 }
 
@@ -773,6 +946,7 @@ int main(void)
         cmocka_unit_test(test_boundaries_of_every_type),
         cmocka_unit_test(test_an_empty_index_matches_nothing),
         cmocka_unit_test(test_a_rule_can_match_everyone_or_no_one),
+        cmocka_unit_test(test_ranges_at_bin_edges_and_ages_across_birthdays),
         cmocka_unit_test(test_micro_benchmark),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
