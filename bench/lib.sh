@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # The shell helpers of the benchmark scripts (run.sh, auth_run.sh,
-# filing_run.sh, match_run.sh, push_run.sh): messages, packages, the build, the temporary
+# filing_run.sh, match_run.sh, push_run.sh, benefit_run.sh): messages, packages, the build, the temporary
 # folder and the processes started, and their clean-up on exit. Sourced,
 # never run:
 #

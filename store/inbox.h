@@ -12,10 +12,17 @@
  * them; services/inbox/push.c delivers them live (InboxService.Subscribe).
  *
  * Every append also notifies, in the same round trip as its XADD:
- *   fxb:inbox:new                 pub/sub channel: the subject id, so every
- *                                 fxb-server wakes its subscriptions of it
+ *   fxb:inbox:new                 pub/sub channel, so every fxb-server wakes
+ *                                 its subscriptions of the subjects named:
+ *                                 the subject id (fxb_inbox_append), or the
+ *                                 subjects of one round trip of a batch
+ *                                 separated by "\n" (fxb_inbox_append_batch;
+ *                                 ids never contain it). Subscribers split
+ *                                 the payload on "\n"
  *   fxb:push:online:<subject>     read: a counter of live subscriptions of
- *                                 the subject on any server (push.c keeps it)
+ *                                 the subject on any server (push.c keeps
+ *                                 it); one GET per append, one MGET per
+ *                                 round trip of a batch
  *   fxb:push:outbox               stream: subject, message_id, kind, title,
  *                                 added only when the subject has no live
  *                                 subscription: what the vendor push adaptor
@@ -68,9 +75,10 @@ typedef struct fxb_inbox_msg {
     const char *subject, *kind, *title, *body, *ref;
 } fxb_inbox_msg;
 
-/* Appends n notices in pipelined round trips (the XADDs, publishes and
- * outbox entries of fxb_inbox_append, a few hundred per round trip): for
- * bulk notices (benefits granted to many subjects). Every message is
+/* Appends n notices in pipelined round trips (the XADDs and outbox entries
+ * of fxb_inbox_append, up to a thousand per round trip, with one PUBLISH and
+ * one presence MGET per round trip): for bulk notices (benefits granted to
+ * many subjects). Every message is
  * validated first (INVALID_ARGUMENT INBOX_MESSAGE_INVALID, nothing
  * written). *appended receives how many XADDs succeeded (a store failure
  * part-way returns the error with the count so far). */

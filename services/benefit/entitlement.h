@@ -41,8 +41,15 @@
  *                        truth when decided, for the explanation) or "-"
  *   {b:<pid>}:queue      zset: subjects awaiting confirmation (MATCHED with
  *                        AWAITING_CONFIRMATION), score created_ms
- *   {b:<pid>}:log        stream: subject, from, to, reason, by, at_ms (one
- *                        entry per transition; capped MAXLEN ~ 2,000,000)
+ *   {b:<pid>}:log        stream, the transitions: a single transition
+ *                        (confirm, reject, decline, pay) is one entry
+ *                        subject, from, to, reason, by, at_ms; a batch
+ *                        (fxb_ent_match_batch, fxb_ent_end_batch) is one
+ *                        entry per kind of transition it made (from, to,
+ *                        reason): from, to, reason, by, at_ms, n, subjects
+ *                        (the n subjects joined by ","), e.g. a full match
+ *                        granting 1,000 subjects writes one entry instead
+ *                        of 1,000. Capped MAXLEN ~ 2,000,000 entries
  *   {b:<pid>}:payouts    stream, the disbursement outbox of the policy's
  *                        cash grants: key ("<pid>:<subject>:<round>", the
  *                        payment system's idempotency key), op ("pay" /
@@ -53,10 +60,23 @@
  *                        (RecordPayment repeated with the same reference
  *                        answers the same; another reference for a paid key
  *                        is ALREADY_EXISTS PAYMENT_CONFLICT)
- * Derived, written after the script (a crash in between leaves them to the
- * next match; readers trust {b:<pid>}:ent):
+ * Derived, written after the script (readers trust {b:<pid>}:ent):
  *   {p:<pid>}:benefits / {e:<eid>}:benefits   zset policy id -> created_ms:
- *                        the subject's entitlements, for its list
+ *                        the subject's entitlements, for its list. A crash
+ *                        between the script and the ZADD leaves an
+ *                        entitlement out of its subject's list until the
+ *                        subject's next change-driven match: a match batch
+ *                        of at most FXB_ENT_REPAIR_MAX subjects (the change
+ *                        feed's: a profile change re-matches its subject
+ *                        against each policy, in batches of the changes
+ *                        read at once) also ZADDs NX the subjects it leaves
+ *                        UNCHANGED, scored by their created_ms. A full
+ *                        match or re-check (batches of FXB_ENT_BATCH_MAX),
+ *                        or a burst of changes (an import) read as larger
+ *                        batches, does not repair: re-adding every entry of
+ *                        a million-subject policy on every re-check would
+ *                        cost Redis about a microsecond per subject, to
+ *                        repair what only a crash in that window breaks
  *   {p:<pid>}:account    string: the account holding the person's verified
  *                        identity (written by the identity service), to
  *                        which person notices go; enterprises' notices go to
@@ -85,6 +105,7 @@ enum {
 #define FXB_ENT_HELD_MAX   64 /* = FXB_RULE_CONDITIONS_MAX */
 #define FXB_ENT_REASON_MAX 32
 #define FXB_ENT_BATCH_MAX  1000 /* subjects per script call */
+#define FXB_ENT_REPAIR_MAX 16   /* match batches up to this repair the lists */
 #define FXB_ENT_KEY_MAX    (17 + 1 + 25 + 1 + 10)
 
 /* One stored entitlement. */
@@ -123,8 +144,10 @@ typedef struct fxb_ent_match {
 
 /* Matches n (<= FXB_ENT_BATCH_MAX) subjects to the policy in ONE script
  * (counters, quota and budget atomic; disbursements for cash grants in the
- * same script); then, for created entitlements, ZADDs the subjects'
- * {..}:benefits indexes in one pipeline. outcomes[i] receives each
+ * same script); then, for created entitlements (and, when n <=
+ * FXB_ENT_REPAIR_MAX, for the unchanged ones too: see {..}:benefits above),
+ * ZADDs NX the subjects' {..}:benefits indexes in one pipeline. The log
+ * gets one entry per kind of transition of the batch. outcomes[i] receives each
  * subject's outcome. `by` names the actor in the log ("engine", an officer
  * account id). A subject named twice in one batch is matched once (the
  * second gets UNCHANGED). INVALID_ARGUMENT (POLICY_ID_INVALID,
@@ -140,8 +163,8 @@ fxb_code fxb_ent_match_batch(fxb_store *s, const char *policy_id, const fxb_ent_
  * (POLICY_CLOSED): MATCHED / CONFIRMED always, GRANTED only for non-cash
  * kinds and only with NO_LONGER_ELIGIBLE / POLICY_EXPIRED (an ended grant
  * gives its quota place and amount back). outcomes[i]:
- * FXB_ENT_ENDED_NOW or FXB_ENT_UNCHANGED. reason: one of the three above,
- * else INVALID_ARGUMENT END_REASON_INVALID. */
+ * FXB_ENT_ENDED_NOW or FXB_ENT_UNCHANGED. One log entry per state left.
+ * reason: one of the three above, else INVALID_ARGUMENT END_REASON_INVALID. */
 fxb_code fxb_ent_end_batch(fxb_store *s, const char *policy_id, const char *const *subjects,
                            size_t n, const char *reason, int64_t now_ms, const char *by,
                            fxb_ent_outcome *outcomes, fxb_err *err);
@@ -152,15 +175,15 @@ fxb_code fxb_ent_end_batch(fxb_store *s, const char *policy_id, const char *cons
 /* MATCHED (AWAITING_CONFIRMATION) -> CONFIRMED -> GRANTED when there is
  * room (else stays CONFIRMED, held). FAILED_PRECONDITION POLICY_NOT_OPEN
  * (nothing written) when the policy is not PUBLISHED inside its window. */
-fxb_code fxb_ent_confirm(fxb_store *s, const char *policy_id, const char *subject,
-                         int64_t now_ms, const char *by, fxb_ent *out, fxb_err *err);
+fxb_code fxb_ent_confirm(fxb_store *s, const char *policy_id, const char *subject, int64_t now_ms,
+                         const char *by, fxb_ent *out, fxb_err *err);
 /* MATCHED -> ENDED REJECTED_BY_DEPARTMENT. */
-fxb_code fxb_ent_reject(fxb_store *s, const char *policy_id, const char *subject,
-                        int64_t now_ms, const char *by, fxb_ent *out, fxb_err *err);
+fxb_code fxb_ent_reject(fxb_store *s, const char *policy_id, const char *subject, int64_t now_ms,
+                        const char *by, fxb_ent *out, fxb_err *err);
 /* MATCHED / CONFIRMED / GRANTED -> DECLINED (a granted one returns quota
  * and budget; a cash one gets a "cancel" disbursement with its key). */
-fxb_code fxb_ent_decline(fxb_store *s, const char *policy_id, const char *subject,
-                         int64_t now_ms, const char *by, fxb_ent *out, fxb_err *err);
+fxb_code fxb_ent_decline(fxb_store *s, const char *policy_id, const char *subject, int64_t now_ms,
+                         const char *by, fxb_ent *out, fxb_err *err);
 /* GRANTED -> PAID by disbursement key; PAID already with the same key: the
  * same answer (idempotent). FAILED_PRECONDITION ENTITLEMENT_STATE when the
  * entitlement was declined / ended; NOT_FOUND DISBURSEMENT_NOT_FOUND for a

@@ -1,8 +1,9 @@
 /* Benefit notices (notice.h): the zh-CN text of each kind is composed once
  * per call from the policy (title, category, kind, amount), then subjects
- * are resolved to inboxes in chunks — a pipelined GET of {p:<pid>}:account
- * per person, an enterprise is its own inbox — and each chunk is one
- * fxb_inbox_append_batch. The texts name the policy and the amount only. */
+ * are resolved to inboxes in chunks — one MGET of the chunk's
+ * {p:<pid>}:account keys, an enterprise is its own inbox — and each chunk
+ * is one fxb_inbox_append_batch. The texts name the policy and the amount
+ * only. */
 #include "services/benefit/notice.h"
 
 #include <inttypes.h>
@@ -133,59 +134,65 @@ static void compose_kind(const fxb_policy *p, fxb_benefit_notice_kind kind, noti
     }
 }
 
-/* One chunk: resolves the persons' accounts (one pipeline), skips persons
- * without one, appends the notices (one batch). */
+/* One chunk: resolves the persons' accounts (one MGET of their
+ * {p:<pid>}:account keys rather than a GET each, so Redis pays its
+ * per-command cost once per chunk; this is for a standalone Redis: on Redis
+ * Cluster the keys would have to be grouped by hash slot, one MGET per
+ * slot), skips persons without one, appends the notices (one batch). */
 static fxb_code notify_chunk(fxb_store *s, const fxb_policy *p, const char *const *subjects,
                              const fxb_benefit_notice_kind *kinds, size_t n, int64_t now_ms,
                              const notice_text *text, size_t *sent, fxb_err *err)
 {
     fxb_arena a;
     fxb_arena_init(&a, 0);
-    fxb_store_cmd *cmds = fxb_arena_alloc(&a, n * sizeof *cmds);
-    redisReply **replies = fxb_arena_alloc(&a, n * sizeof *replies);
-    size_t *of = fxb_arena_alloc(&a, n * sizeof *of); /* subject index of each GET */
+    const char **mget = fxb_arena_alloc(&a, (n + 1) * sizeof *mget);
+    size_t *of = fxb_arena_alloc(&a, n * sizeof *of); /* subject index of each key */
     const char **inbox = fxb_arena_calloc(&a, n, sizeof *inbox);
     fxb_inbox_msg *msgs = fxb_arena_alloc(&a, n * sizeof *msgs);
-    if (cmds == NULL || replies == NULL || of == NULL || inbox == NULL || msgs == NULL) {
+    if (mget == NULL || of == NULL || inbox == NULL || msgs == NULL) {
         fxb_arena_free(&a);
         return fxb_err_set(err, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", ZH_BUSY,
                            "out of memory for benefit notices");
     }
     size_t ng = 0;
+    mget[0] = "MGET";
     for (size_t i = 0; i < n; i++) {
         if (subjects[i][0] == 'e') {
             inbox[i] = subjects[i];
             continue;
         }
-        const char **get = fxb_arena_alloc(&a, 2 * sizeof *get);
         const char *key = fxb_key_owned(&a, "p", subjects[i], "account");
-        if (get == NULL || key == NULL) {
+        if (key == NULL) {
             fxb_arena_free(&a);
             return fxb_err_set(err, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", ZH_BUSY,
                                "out of memory for benefit notices");
         }
-        get[0] = "GET";
-        get[1] = key;
         of[ng] = i;
-        cmds[ng++] = (fxb_store_cmd){2, get, NULL};
+        mget[1 + ng++] = key;
     }
     if (ng > 0) {
-        fxb_code rc = fxb_store_pipeline(s, err, ng, cmds, replies);
-        if (rc != FXB_OK) {
+        redisReply *r = fxb_store_commandv(s, err, (int)(1 + ng), mget, NULL);
+        if (r == NULL) {
             fxb_arena_free(&a);
-            return rc;
+            return err->code;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != ng) {
+            freeReplyObject(r);
+            fxb_arena_free(&a);
+            return fxb_err_set(err, FXB_INTERNAL, "STORE_ERROR", ZH_BUSY,
+                               "MGET of the persons' accounts answered in an unexpected shape");
         }
         for (size_t j = 0; j < ng; j++) {
-            const redisReply *r = replies[j];
+            const redisReply *v = r->element[j];
             /* no account (or not a usable id): no notice; the entitlement
              * waits in the person's list */
-            if (r->type == REDIS_REPLY_STRING && r->len <= FXB_KEY_ID_MAX) {
-                char *acct = fxb_arena_strndup(&a, r->str, r->len);
+            if (v->type == REDIS_REPLY_STRING && v->len <= FXB_KEY_ID_MAX) {
+                char *acct = fxb_arena_strndup(&a, v->str, v->len);
                 if (acct != NULL && fxb_inbox_tag(acct) != NULL)
                     inbox[of[j]] = acct;
             }
-            freeReplyObject(replies[j]);
         }
+        freeReplyObject(r);
     }
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {

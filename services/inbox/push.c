@@ -1,8 +1,9 @@
 /* Live inbox push. A subscription never holds a worker: it is a registry
  * entry plus a read position. Whoever appends a notice publishes the
- * subject id (store/inbox.c, same round trip as the XADD); one subscriber
- * thread per process turns each publication into a wake-up event posted to
- * the local subscriptions of that subject, and each subscription, on its own
+ * subject id (store/inbox.c, same round trip as the XADD; a batch publishes
+ * its subjects together); one subscriber thread per process turns each
+ * publication into a wake-up event posted to the local subscriptions of
+ * the subjects it names, and each subscription, on its own
  * worker, reads its stream from the id after the last one it sent. Stream
  * ids only grow, so "after the last sent id" is the whole protocol: no gap
  * and no duplicate, across wake-ups, reconnects of the subscriber (which
@@ -15,7 +16,9 @@
  *
  * Keys and channels:
  *   fxb:inbox:new               channel: a subject id per appended notice
- *                               (published by fxb_inbox_append). Pub/sub
+ *                               (published by fxb_inbox_append), or the
+ *                               subjects of a batch's round trip separated
+ *                               by "\n" (fxb_inbox_append_batch). Pub/sub
  *                               ignores the database number: deployments
  *                               sharing one Redis see each other's wake-ups
  *                               (harmless: a woken reader finds nothing)
@@ -302,12 +305,26 @@ static void wake(push_sub *s)
         atomic_store(&s->wake_pending, false); /* the call has ended */
 }
 
-static void wake_subject(const char *subject)
+/* Wakes the local subscriptions of every subject a publication names: one
+ * subject id, or several separated by "\n" (a batch's round trip,
+ * store/inbox.h). A piece that is empty or longer than an id names nobody. */
+static void wake_subjects(const char *payload, size_t len)
 {
+    char subject[FXB_KEY_ID_MAX + 1];
     pthread_mutex_lock(&reg.mu);
-    push_entry *e = entry_find(subject);
-    for (push_sub *s = e ? e->subs : NULL; s != NULL; s = s->next)
-        wake(s);
+    const char *p = payload, *end = payload + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)((nl != NULL ? nl : end) - p);
+        if (n > 0 && n <= FXB_KEY_ID_MAX) {
+            memcpy(subject, p, n);
+            subject[n] = '\0';
+            push_entry *e = entry_find(subject);
+            for (push_sub *s = e ? e->subs : NULL; s != NULL; s = s->next)
+                wake(s);
+        }
+        p += n + 1;
+    }
     pthread_mutex_unlock(&reg.mu);
 }
 
@@ -513,9 +530,8 @@ static void listen_on(redisContext *c, housekeeping *h)
         redisReply *m = reply;
         if (m->type == REDIS_REPLY_ARRAY && m->elements == 3 &&
             m->element[0]->type == REDIS_REPLY_STRING &&
-            strcmp(m->element[0]->str, "message") == 0 &&
-            m->element[2]->type == REDIS_REPLY_STRING && m->element[2]->len <= FXB_KEY_ID_MAX)
-            wake_subject(m->element[2]->str);
+            strcmp(m->element[0]->str, "message") == 0 && m->element[2]->type == REDIS_REPLY_STRING)
+            wake_subjects(m->element[2]->str, m->element[2]->len);
         freeReplyObject(m);
         /* a steady flood must not starve the housekeeping */
         if (mono_ms() - last_house >= READ_TIMEOUT_MS) {

@@ -14,7 +14,8 @@ Notices come from real flows where one is cheap (a proxy grant offer is a
 "proxy.offered" notice to the agent, an accepted enterprise grant a
 "proxy.accepted" notice to the enterprise); bursts are written the way
 fxb_inbox_append writes them: XADD to the subject's stream (MAXLEN ~ 1000)
-then PUBLISH of the subject id on fxb:inbox:new. Every test uses fresh
+then PUBLISH of the subject id on fxb:inbox:new (a batch publishes its
+subjects together, separated by "\n"). Every test uses fresh
 people: the shared Redis keeps inboxes between tests and runs."""
 import os
 import secrets
@@ -339,6 +340,33 @@ class PushTest(ProxyMixin, t.TestCase):
             got = r.wait(21)
             self.assertEqual([x.message_id for x in got[1:]], ids)
             r.cancel()
+
+    def test_one_batch_publication_wakes_each_subject_it_names_on_every_server(self):
+        # fxb_inbox_append_batch publishes once per round trip: the subjects
+        # separated by "\n" (store/inbox.h)
+        base = t.sign_in(self.srv)
+        subjects = ["push%s" % secrets.token_hex(8) for _ in range(6)]
+        env = dict(ENV, FXB_DATA_DIR=self.srv.env["FXB_DATA_DIR"])
+        with t.Server(extra_env=env, provision_keys=False) as other:
+            readers = [Reader(other if k % 2 else self.srv, self.forged(base, s))
+                       for k, s in enumerate(subjects)]
+            time.sleep(0.3)
+            cmds = [["XADD", key_of(s), "MAXLEN", "~", INBOX_MAX, "*", "kind", "test.push",
+                     "title", "批量", "body", "", "ref", "", "at_ms", 1700000000000]
+                    for s in subjects]
+            # pieces that name nobody (empty, longer than an id) are skipped
+            payload = "\n".join(subjects[:3] + ["", "x" * 65] + subjects[3:])
+            cmds.append(["PUBLISH", CHANNEL, payload])
+            replies = t.redis_cmds(self.srv.redis_url, cmds)
+            self.assertGreaterEqual(replies[-1], 2, "both servers listen")
+            for r, mid in zip(readers, replies[:-1]):
+                [m] = r.wait(1)
+                self.assertEqual(m.message_id, mid.decode())
+            # a single subject is still a payload of its own
+            [mid] = self.put(subjects[1], 1)
+            self.assertEqual(readers[1].wait(2)[1].message_id, mid)
+            for r in readers:
+                r.cancel()
 
     # --- scale and back-pressure -------------------------------------------------------
     def test_200_subscriptions_all_receive_a_message_within_a_second(self):

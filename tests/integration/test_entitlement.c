@@ -1,6 +1,8 @@
 /* Entitlements and benefit notices against a private redis-server (its
  * database emptied before each test): every transition and every refusal
- * of entitlement.h, idempotent re-matching, quota and budget held and
+ * of entitlement.h, idempotent re-matching (a lone re-match repairing a
+ * lost list entry), one log entry per kind of transition of a batch,
+ * quota and budget held and
  * released, the confirmation step, declines that cancel a disbursement,
  * payments recorded once, the end of entitlements by reason, reopening as a
  * new round, nothing granted outside a published policy's window, two
@@ -209,6 +211,44 @@ static size_t count_outcome(const fxb_ent_outcome *o, size_t n, fxb_ent_outcome 
     return k;
 }
 
+/* The transitions the log records: 1 per single entry, n per batch entry;
+ * also checks that each batch entry's n is the number of its subjects. */
+static long long log_transitions(fxb_store *s)
+{
+    redisReply *r = xrange(s, LOG);
+    long long total = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        const char *n = field(r->element[i], "n"), *list = field(r->element[i], "subjects");
+        if (n == NULL) {
+            assert_non_null(field(r->element[i], "subject"));
+            total++;
+            continue;
+        }
+        assert_non_null(list);
+        long long k = 1;
+        for (const char *c = list; *c; c++)
+            k += *c == ',';
+        assert_int_equal(k, strtoll(n, NULL, 10));
+        total += k;
+    }
+    freeReplyObject(r);
+    return total;
+}
+
+/* The score of policy PID in the subject's list, or -1 when absent. */
+static long long list_score(fxb_store *s, const char *subject)
+{
+    char list[64];
+    snprintf(list, sizeof list, "{%c:%s}:benefits", subject[0], subject);
+    fxb_err err;
+    redisReply *r = fxb_store_command(s, &err, "ZSCORE %s %s", list, PID);
+    if (r == NULL)
+        fail_msg("ZSCORE %s: %s", list, err.message);
+    long long v = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
+    freeReplyObject(r);
+    return v;
+}
+
 /* --- matching ------------------------------------------------------------------ */
 
 static void test_a_match_grants_at_once_with_log_payout_and_list(void **state)
@@ -228,9 +268,13 @@ static void test_a_match_grants_at_once_with_log_payout_and_list(void **state)
     assert_string_equal(e.held, "TFU");
     assert_counters(s, (counters){.granted = 1, .used = 1, .spent = AMOUNT});
 
+    /* a match is a batch (of one here): its log entry names its subjects */
     redisReply *r = xrange(s, LOG);
     assert_int_equal(r->elements, 1);
-    assert_string_equal(field(r->element[0], "subject"), p);
+    assert_null(field(r->element[0], "subject"));
+    assert_string_equal(field(r->element[0], "subjects"), p);
+    assert_string_equal(field(r->element[0], "n"), "1");
+    assert_string_equal(field(r->element[0], "reason"), "-");
     assert_string_equal(field(r->element[0], "from"), "0");
     assert_string_equal(field(r->element[0], "to"), "3");
     assert_string_equal(field(r->element[0], "by"), "engine");
@@ -302,6 +346,88 @@ static void test_a_subject_twice_in_one_batch_is_matched_once(void **state)
     assert_int_equal(o[1], FXB_ENT_UNCHANGED);
     assert_counters(s, (counters){.granted = 1, .used = 1, .spent = AMOUNT});
     assert_string_equal(get_ent(s, p).held, "");
+}
+
+static void test_a_batch_logs_one_entry_per_kind_of_transition(void **state)
+{
+    fxb_store *s = *state;
+    make_policy(s, (policy_opts){.quota = 3});
+    enum { N = 5 };
+    fxb_ent_outcome o[N];
+    match_range(s, 'p', 0, N, NOW, o);
+    redisReply *r = xrange(s, LOG);
+    assert_int_equal(r->elements, 2);
+    const redisReply *g = r->element[0], *h = r->element[1];
+    assert_string_equal(field(g, "from"), "0");
+    assert_string_equal(field(g, "to"), "3");
+    assert_string_equal(field(g, "reason"), "-");
+    assert_string_equal(field(g, "by"), "engine");
+    assert_string_equal(field(g, "at_ms"), "1750000000000");
+    assert_string_equal(field(g, "n"), "3");
+    assert_string_equal(field(g, "subjects"), "p000000000000000000000000,p000000000000000000000001,"
+                                              "p000000000000000000000002");
+    assert_string_equal(field(h, "from"), "0");
+    assert_string_equal(field(h, "to"), "1");
+    assert_string_equal(field(h, "reason"), "QUOTA_EXHAUSTED");
+    assert_string_equal(field(h, "n"), "2");
+    assert_string_equal(field(h, "subjects"),
+                        "p000000000000000000000003,p000000000000000000000004");
+    freeReplyObject(r);
+    /* a single transition keeps its own entry */
+    char p[32];
+    fxb_err err;
+    assert_int_equal(fxb_ent_decline(s, PID, subj(p, 'p', 0), NOW + 1, "acct", NULL, &err), FXB_OK);
+    r = xrange(s, LOG);
+    assert_int_equal(r->elements, 3);
+    assert_string_equal(field(r->element[2], "subject"), p);
+    assert_null(field(r->element[2], "subjects"));
+    freeReplyObject(r);
+    assert_int_equal(log_transitions(s), 6);
+}
+
+/* The list entry is derived (written after the script): when it is lost (a
+ * crash in between), re-matching the subject alone, as a profile change
+ * does, puts it back with its created_ms; a full match's batch does not. */
+static void test_a_lone_rematch_repairs_a_lost_list_entry(void **state)
+{
+    fxb_store *s = *state;
+    make_policy(s, (policy_opts){.quota = 1});
+    char p[32], q[32], list[64];
+    subj(p, 'p', 1);
+    subj(q, 'p', 2);
+    assert_int_equal(match_one(s, p, NOW), FXB_ENT_NEW_GRANTED);
+    assert_int_equal(match_one(s, q, NOW + 1), FXB_ENT_NEW_HELD);
+    snprintf(list, sizeof list, "{p:%s}:benefits", p);
+    cmd(s, "ZREM %s %s", list, PID);
+    snprintf(list, sizeof list, "{p:%s}:benefits", q);
+    cmd(s, "DEL %s", list);
+    assert_int_equal(list_score(s, p), -1);
+    long long log_len = len_of(s, "XLEN", LOG);
+    counters before = read_counters(s);
+
+    assert_int_equal(match_one(s, p, NOW + 50), FXB_ENT_UNCHANGED);
+    assert_int_equal(list_score(s, p), NOW);
+    /* a held one is live too */
+    assert_int_equal(match_one(s, q, NOW + 60), FXB_ENT_UNCHANGED);
+    assert_int_equal(list_score(s, q), NOW + 1);
+    /* nothing else moved: no transition, no log entry */
+    assert_counters(s, before);
+    assert_int_equal(len_of(s, "XLEN", LOG), log_len);
+    assert_int_equal(get_ent(s, p).updated_ms, NOW);
+    /* a present entry keeps its score (NX) */
+    assert_int_equal(match_one(s, p, NOW + 70), FXB_ENT_UNCHANGED);
+    assert_int_equal(list_score(s, p), NOW);
+
+    /* a batch larger than FXB_ENT_REPAIR_MAX (a full match or re-check)
+     * leaves it to the subject's next lone match */
+    enum { N = FXB_ENT_REPAIR_MAX + 1 };
+    fxb_ent_outcome o[N];
+    cmd(s, "DEL %s", list);
+    match_range(s, 'p', 2, N, NOW + 80, o);
+    assert_int_equal(o[0], FXB_ENT_UNCHANGED);
+    assert_int_equal(list_score(s, q), -1);
+    assert_int_equal(match_one(s, q, NOW + 90), FXB_ENT_UNCHANGED);
+    assert_int_equal(list_score(s, q), NOW + 1);
 }
 
 static void test_quota_holds_the_rest_until_a_decline_frees_a_place(void **state)
@@ -746,11 +872,16 @@ static void test_ending_spares_cash_grants_and_ends_non_cash_ones(void **state)
     assert_int_equal(o[1], FXB_ENT_ENDED_NOW);
     assert_int_equal(o[2], FXB_ENT_UNCHANGED);
     assert_counters(s, (counters){.ended = 4});
+    /* the two grants ended by one batch: one log entry naming both */
     redisReply *r = xrange(s, LOG);
     const redisReply *last = r->element[r->elements - 1];
     assert_string_equal(field(last, "from"), "3");
     assert_string_equal(field(last, "to"), "6");
     assert_string_equal(field(last, "reason"), "NO_LONGER_ELIGIBLE");
+    assert_string_equal(field(last, "n"), "2");
+    char both[64];
+    snprintf(both, sizeof both, "%s,%s", subjects[0], subjects[1]);
+    assert_string_equal(field(last, "subjects"), both);
     freeReplyObject(r);
 }
 
@@ -932,7 +1063,7 @@ static void test_two_matchers_racing_grant_exactly_the_quota(void **state)
                                   .used = 100,
                                   .spent = 100LL * AMOUNT});
     assert_int_equal(len_of(s, "XLEN", PAYOUTS), 100);
-    assert_int_equal(len_of(s, "XLEN", LOG), 450);
+    assert_int_equal(log_transitions(s), 450);
 }
 
 /* --- notices
@@ -1095,6 +1226,8 @@ int main(void)
         T(test_a_non_cash_grant_has_no_disbursement),
         T(test_rematching_the_same_batch_changes_nothing),
         T(test_a_subject_twice_in_one_batch_is_matched_once),
+        T(test_a_batch_logs_one_entry_per_kind_of_transition),
+        T(test_a_lone_rematch_repairs_a_lost_list_entry),
         T(test_quota_holds_the_rest_until_a_decline_frees_a_place),
         T(test_budget_holds_the_rest_until_a_decline_frees_it),
         T(test_not_published_or_outside_the_window_grants_nothing),

@@ -4,7 +4,9 @@
  * the stream kept at about the latest FXB_INBOX_MAX; every notice published
  * for live push once it is readable, and queued for the vendor push outbox
  * only while its subject has no live subscription; batches append in order,
- * all or nothing on validation, with the same publish and outbox rules. */
+ * all or nothing on validation, with the same outbox rule, and publish
+ * their subjects together ("\n" between them), one publication per round
+ * trip. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -409,7 +411,7 @@ static void test_a_notice_to_an_online_subject_is_not_queued_for_push(void **sta
 
 /* --- batches (fxb_inbox_append_batch) -------------------------------------- */
 
-/* 700 notices to one subject (three round trips and more), each in its
+/* 700 notices to one subject (a round trip, then the outbox's), each in its
  * place: the stream holds them in the order given. */
 static void test_a_batch_appends_every_notice_in_order(void **state)
 {
@@ -482,7 +484,7 @@ static void test_one_invalid_notice_refuses_the_whole_batch(void **state)
         {{PERSON, "x", "t", "cut \xe7\x9f", NULL}, "body"},
         {{PERSON, "x", "t", NULL, "\xc0\xaf"}, "ref"},
     };
-    enum { N = 600 };
+    enum { N = 2100 };
     static fxb_inbox_msg msgs[N];
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         for (int i = 0; i < N; i++)
@@ -496,7 +498,7 @@ static void test_one_invalid_notice_refuses_the_whole_batch(void **state)
         assert_int_equal(appended, 0);
         assert_string_equal(err.reason, "INBOX_MESSAGE_INVALID");
         assert_non_null(strstr(err.message, cases[c].field));
-        assert_non_null(strstr(err.message, "599"));
+        assert_non_null(strstr(err.message, "2099"));
     }
     size_t appended = 99;
     assert_int_equal(fxb_inbox_append_batch(s, msgs, N - 1, -1, &appended, &err),
@@ -513,7 +515,7 @@ static void test_a_batch_queues_only_offline_subjects_for_push(void **state)
 {
     fxb_store *s = *state;
     fxb_err err;
-    enum { N = 500 };
+    enum { N = 2100 };
     static char subjects[N][16], titles[N][16];
     static fxb_inbox_msg msgs[N];
     for (int i = 0; i < N; i++) {
@@ -555,15 +557,73 @@ static void test_a_batch_queues_only_offline_subjects_for_push(void **state)
     }
 }
 
-static void test_a_batch_publishes_every_subject(void **state)
+/* The payload (caller frees) of the next publication whose payload starts
+ * with prefix (other tests' may interleave: the channel is shared by every
+ * database); fails after the 2 s read timeout. */
+static char *next_payload(redisContext *c, const char *prefix)
+{
+    for (;;) {
+        void *reply = NULL;
+        assert_int_equal(redisGetReply(c, &reply), REDIS_OK);
+        redisReply *m = reply;
+        assert_int_equal(m->type, REDIS_REPLY_ARRAY);
+        assert_int_equal(m->elements, 3);
+        char *mine = NULL;
+        if (strcmp(m->element[1]->str, FXB_INBOX_CHANNEL) == 0 &&
+            strncmp(m->element[2]->str, prefix, strlen(prefix)) == 0)
+            mine = strdup(m->element[2]->str);
+        freeReplyObject(m);
+        if (mine != NULL)
+            return mine;
+    }
+}
+
+/* A batch wakes with one publication per round trip naming its subjects,
+ * separated by "\n" (a subject named twice in a row once), sent once they
+ * are readable. */
+static void test_a_batch_publishes_its_subjects_together_once_readable(void **state)
 {
     fxb_store *s = *state;
     fxb_err err;
     redisContext *c = subscriber();
-    fxb_inbox_msg msgs[] = {{PERSON, "x", "t", NULL, NULL}, {ENTERPRISE, "x", "t", NULL, NULL}};
-    assert_int_equal(fxb_inbox_append_batch(s, msgs, 2, 1, NULL, &err), FXB_OK);
-    expect_published(c, PERSON);
-    expect_published(c, ENTERPRISE);
+    fxb_inbox_msg msgs[] = {{PERSON, "x", "t", NULL, NULL},
+                            {PERSON, "x", "t", NULL, NULL},
+                            {ENTERPRISE, "x", "t", NULL, NULL}};
+    assert_int_equal(fxb_inbox_append_batch(s, msgs, 3, 1, NULL, &err), FXB_OK);
+    char *p = next_payload(c, PERSON);
+    assert_string_equal(p, PERSON "\n" ENTERPRISE);
+    free(p);
+    assert_int_equal(stream_len(s, PERSON_KEY), 2);
+    assert_int_equal(stream_len(s, "{e:" ENTERPRISE "}:inbox"), 1);
+    redisFree(c);
+}
+
+/* 2,300 subjects: a few publications (one per round trip of up to a
+ * thousand), which together name every subject once, in the batch's
+ * order. */
+static void test_a_large_batch_publishes_every_subject_once(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    enum { N = 2300 };
+    static char subjects[N][16];
+    static fxb_inbox_msg msgs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(subjects[i], sizeof subjects[i], "pub-%d", i);
+        msgs[i] = (fxb_inbox_msg){subjects[i], "x", "t", NULL, NULL};
+    }
+    redisContext *c = subscriber();
+    assert_int_equal(fxb_inbox_append_batch(s, msgs, N, 1, NULL, &err), FXB_OK);
+    int next = 0, publications = 0;
+    while (next < N) {
+        char *p = next_payload(c, "pub-");
+        publications++;
+        for (char *tok = strtok(p, "\n"); tok != NULL; tok = strtok(NULL, "\n"))
+            assert_string_equal(tok, subjects[next++]);
+        free(p);
+    }
+    assert_int_equal(next, N);
+    assert_in_range(publications, 3, N / 100);
     redisFree(c);
 }
 
@@ -599,7 +659,8 @@ int main(void)
         T(test_an_empty_batch_writes_nothing),
         T(test_one_invalid_notice_refuses_the_whole_batch),
         T(test_a_batch_queues_only_offline_subjects_for_push),
-        T(test_a_batch_publishes_every_subject),
+        T(test_a_batch_publishes_its_subjects_together_once_readable),
+        T(test_a_large_batch_publishes_every_subject_once),
         cmocka_unit_test(test_unreachable_store_is_unavailable),
         cmocka_unit_test(test_an_unreachable_store_appends_nothing_in_a_batch),
     };
