@@ -71,3 +71,9 @@ long fxb_text_chars_max(const char *s, size_t max_bytes)
     size_t len = strnlen(s, max_bytes + 1);
     return len > max_bytes ? -1 : fxb_text_chars(s, len);
 }
+
+bool fxb_text_ok(const char *s, long min, long max)
+{
+    long n = fxb_text_chars_max(s ? s : "", 4 * (size_t)max);
+    return n >= min && n <= max;
+}

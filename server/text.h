@@ -27,4 +27,8 @@ long fxb_text_chars(const char *s, size_t len);
  * longer. */
 long fxb_text_chars_max(const char *s, size_t max_bytes);
 
+/* True for min..max characters of such text (NULL counts as ""): the check
+ * of a free-text field of a request. */
+bool fxb_text_ok(const char *s, long min, long max);
+
 #endif

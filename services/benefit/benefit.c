@@ -83,16 +83,10 @@ static fxb_code store_shape(fxb_ctx *ctx, const char *what)
                         "%s answered in an unexpected shape", what);
 }
 
-static bool text_ok(const char *s, long min, long max)
-{
-    long n = fxb_text_chars_max(s ? s : "", 4 * (size_t)max);
-    return n >= min && n <= max;
-}
-
 static fxb_code text_check(fxb_ctx *ctx, const char *s, long min, long max, const char *field,
                            const char *reason, const char *zh)
 {
-    if (text_ok(s, min, max))
+    if (fxb_text_ok(s, min, max))
         return FXB_OK;
     return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, reason, zh,
                         "%s must be %ld..%ld characters of UTF-8 text without control characters",

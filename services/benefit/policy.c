@@ -230,13 +230,6 @@ bool fxb_policy_dept_valid(const char *s)
     return true;
 }
 
-/* min..max characters of text without control characters. */
-static bool text_ok(const char *s, long min, long max)
-{
-    long n = fxb_text_chars_max(s ? s : "", 4 * (size_t)max);
-    return n >= min && n <= max;
-}
-
 /* 1..FXB_RULE_TEXT_MAX bytes of well-formed UTF-8 whose only control
  * characters are tabs and line breaks (rules span lines). */
 static bool rule_text_ok(const char *s)
@@ -267,7 +260,7 @@ fxb_code fxb_policy_draft_check(const Fxb__V1__PolicyDraft *d, fxb_err *err)
                            "政策编码须为3至32位大写字母、数字或连字符",
                            "code must be %d..%d characters of [A-Z0-9-]", FXB_POLICY_CODE_MIN,
                            FXB_POLICY_CODE_MAX);
-    if (!text_ok(d->title, 1, FXB_POLICY_TITLE_MAX))
+    if (!fxb_text_ok(d->title, 1, FXB_POLICY_TITLE_MAX))
         return fxb_err_set(err, FXB_INVALID_ARGUMENT, "TITLE_INVALID", "政策名称须为1至100个字符",
                            "title must be 1..%d characters of UTF-8 text without control "
                            "characters",
@@ -313,12 +306,12 @@ fxb_code fxb_policy_draft_check(const Fxb__V1__PolicyDraft *d, fxb_err *err)
     if (d->quota < 0 || d->quota > FXB_POLICY_QUOTA_MAX)
         return fxb_err_set(err, FXB_INVALID_ARGUMENT, "QUOTA_INVALID", "名额不正确",
                            "quota must be 0 (no limit)..%lld", FXB_POLICY_QUOTA_MAX);
-    if (!text_ok(d->summary, 0, FXB_POLICY_SUMMARY_MAX))
+    if (!fxb_text_ok(d->summary, 0, FXB_POLICY_SUMMARY_MAX))
         return fxb_err_set(err, FXB_INVALID_ARGUMENT, "SUMMARY_INVALID", "政策说明最多500个字符",
                            "summary must be 0..%d characters of UTF-8 text without control "
                            "characters",
                            FXB_POLICY_SUMMARY_MAX);
-    if (!text_ok(d->legal_basis, 0, FXB_POLICY_LEGAL_BASIS_MAX))
+    if (!fxb_text_ok(d->legal_basis, 0, FXB_POLICY_LEGAL_BASIS_MAX))
         return fxb_err_set(err, FXB_INVALID_ARGUMENT, "LEGAL_BASIS_INVALID",
                            "政策依据最多200个字符",
                            "legal_basis must be 0..%d characters of UTF-8 text without control "

@@ -150,18 +150,11 @@ static fxb_code store_shape(fxb_ctx *ctx, const char *what)
                         "%s answered in an unexpected shape", what);
 }
 
-/* True for min..max characters of text (NULL counts as ""). */
-static bool text_ok(const char *s, long min, long max)
-{
-    long n = fxb_text_chars_max(s ? s : "", 4 * (size_t)max);
-    return n >= min && n <= max;
-}
-
 /* A free-text field: FXB_OK, or INVALID_ARGUMENT reason naming field. */
 static fxb_code text_check(fxb_ctx *ctx, const char *s, long min, long max, const char *field,
                            const char *reason, const char *zh)
 {
-    if (text_ok(s, min, max))
+    if (fxb_text_ok(s, min, max))
         return FXB_OK;
     return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, reason, zh,
                         "%s must be %ld..%ld characters of UTF-8 text without control characters",
@@ -522,7 +515,7 @@ static fxb_code get_application(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
     fxb_code rc = aid_check(ctx, req->application_id);
     if (rc != FXB_OK)
         return rc;
-    if (!text_ok(req->purpose, 1, PURPOSE_MAX))
+    if (!fxb_text_ok(req->purpose, 1, PURPOSE_MAX))
         return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, R_PURPOSE, "请填写查阅事由（1至100个字符）",
                             "purpose must be 1..%d characters of UTF-8 text without control "
                             "characters: every officer read is audited with it",
@@ -641,7 +634,7 @@ static fxb_code request_correction(fxb_ctx *ctx, const ProtobufCMessage *req_msg
             "items must list 1..%d materials to correct, all at once", CORRECTION_ITEMS_MAX);
     for (size_t i = 0; i < req->n_items; i++) {
         const Fxb__V1__CorrectionItem *it = req->items[i];
-        if (!text_ok(it->why, 1, WHY_MAX))
+        if (!fxb_text_ok(it->why, 1, WHY_MAX))
             return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, R_ITEM_WHY,
                                 "请说明每项材料需要补正的原因（1至200个字符）",
                                 "items[%zu].why must be 1..%d characters of UTF-8 text without "

@@ -81,6 +81,18 @@ static void the_bounded_form_counts_bytes_first(void **state)
     assert_int_equal(fxb_text_chars_max("a\n", 10), -1);
 }
 
+static void a_field_is_checked_in_characters_within_its_bounds(void **state)
+{
+    (void)state;
+    assert_true(fxb_text_ok(NULL, 0, 5));
+    assert_false(fxb_text_ok(NULL, 1, 5));
+    assert_true(fxb_text_ok("新乡市", 3, 3)); /* 9 bytes, 3 characters */
+    assert_false(fxb_text_ok("新乡市", 1, 2));
+    assert_false(fxb_text_ok("新乡市", 4, 10));
+    assert_false(fxb_text_ok("a\tb", 0, 10)); /* a control */
+    assert_false(fxb_text_ok("\xff", 0, 10)); /* not UTF-8 */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -89,6 +101,7 @@ int main(void)
         cmocka_unit_test(malformed_utf8_is_refused),
         cmocka_unit_test(the_bounded_form_counts_bytes_first),
         cmocka_unit_test(one_character_at_a_time),
+        cmocka_unit_test(a_field_is_checked_in_characters_within_its_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
