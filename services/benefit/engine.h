@@ -48,7 +48,7 @@ fxb_code fxb_engine_start(const fxb_config *cfg, int recheck_ms, fxb_err *err);
 void fxb_engine_stop(void);
 
 typedef struct fxb_engine_status {
-    bool running, leader, ready; /* ready: index built, feed followed */
+    bool running, leader, ready;   /* ready: index built, feed followed */
     uint64_t persons, enterprises; /* subjects in the index */
     uint32_t policies;             /* published policies loaded */
     char feed_id[48];              /* last change feed id applied */

@@ -126,8 +126,8 @@ int fxb_test_private_redis_start(char *url, size_t cap)
     }
     if (pid == 0) {
         execlp("redis-server", "redis-server", "--port", port_text, "--bind", "127.0.0.1", "--dir",
-               private_dir, "--save", "", "--appendonly", "no", "--daemonize", "no",
-               "--loglevel", "warning", (char *)NULL);
+               private_dir, "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel",
+               "warning", (char *)NULL);
         _exit(127);
     }
     private_pid = pid;
