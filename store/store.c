@@ -716,3 +716,21 @@ redisReply *fxb_store_eval(fxb_store *s, fxb_err *err, fxb_script *script, int n
     }
     return check_reply(s, r, err);
 }
+
+const char *fxb_store_hash_get(const redisReply *kv, const char *field)
+{
+    if (kv == NULL || kv->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    for (size_t i = 0; i + 1 < kv->elements; i += 2)
+        if (kv->element[i]->type == REDIS_REPLY_STRING &&
+            kv->element[i + 1]->type == REDIS_REPLY_STRING &&
+            strcmp(kv->element[i]->str, field) == 0)
+            return kv->element[i + 1]->str;
+    return NULL;
+}
+
+int64_t fxb_store_hash_int(const redisReply *kv, const char *field)
+{
+    const char *v = fxb_store_hash_get(kv, field);
+    return v != NULL ? strtoll(v, NULL, 10) : 0;
+}

@@ -114,6 +114,14 @@ typedef struct fxb_script {
 redisReply *fxb_store_eval(fxb_store *s, fxb_err *err, fxb_script *script, int nkeys,
                            const char **keys, int nargs, const char **args, const size_t *arglens);
 
+/* The value of field in an HGETALL reply (an array of field, value, ...),
+ * or NULL when the field is absent, its value is not a string, or kv is
+ * NULL / not an array. */
+const char *fxb_store_hash_get(const redisReply *kv, const char *field);
+
+/* The same read as a decimal integer; 0 when absent. */
+int64_t fxb_store_hash_int(const redisReply *kv, const char *field);
+
 /* PING with the command timeout. True when Redis answered PONG. */
 bool fxb_store_ping(fxb_store *s);
 

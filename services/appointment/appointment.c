@@ -432,16 +432,6 @@ static fxb_code green_reason(fxb_ctx *ctx, int64_t now, const char **reason, fxb
 
 /* --- records ---------------------------------------------------------------- */
 
-static const char *field_of(const redisReply *kv, const char *name)
-{
-    for (size_t i = 0; i + 1 < kv->elements; i += 2)
-        if (kv->element[i]->type == REDIS_REPLY_STRING &&
-            kv->element[i + 1]->type == REDIS_REPLY_STRING &&
-            strcmp(kv->element[i]->str, name) == 0)
-            return kv->element[i + 1]->str;
-    return NULL;
-}
-
 /* An HGETALL reply into *out (strings in the arena). false when the hash
  * holds no appointment (expired or never there); *oom on allocation
  * failure. category_out, when not NULL, gets the item's category. */
@@ -451,7 +441,7 @@ static bool appointment_from(fxb_arena *a, const char *aid, const redisReply *kv
     *oom = false;
     if (kv == NULL || kv->type != REDIS_REPLY_ARRAY)
         return false;
-    const char *state = field_of(kv, "state");
+    const char *state = fxb_store_hash_get(kv, "state");
     if (state == NULL)
         return false;
     fxb__v1__appointment__init(out);
@@ -467,7 +457,7 @@ static bool appointment_from(fxb_arena *a, const char *aid, const redisReply *kv
     out->appointment_id = fxb_arena_strdup(a, aid);
     *oom = out->appointment_id == NULL;
     for (size_t i = 0; !*oom && i < sizeof strs / sizeof strs[0]; i++) {
-        const char *v = field_of(kv, strs[i].name);
+        const char *v = fxb_store_hash_get(kv, strs[i].name);
         if (v == NULL)
             continue;
         *strs[i].dst = fxb_arena_strdup(a, v);
@@ -476,19 +466,19 @@ static bool appointment_from(fxb_arena *a, const char *aid, const redisReply *kv
     if (*oom)
         return false;
     const char *v;
-    if ((v = field_of(kv, "slot_start_ms")) != NULL)
+    if ((v = fxb_store_hash_get(kv, "slot_start_ms")) != NULL)
         out->slot_start_ms = strtoll(v, NULL, 10);
-    if ((v = field_of(kv, "slot_end_ms")) != NULL)
+    if ((v = fxb_store_hash_get(kv, "slot_end_ms")) != NULL)
         out->slot_end_ms = strtoll(v, NULL, 10);
-    if ((v = field_of(kv, "booked_at_ms")) != NULL)
+    if ((v = fxb_store_hash_get(kv, "booked_at_ms")) != NULL)
         out->booked_at_ms = strtoll(v, NULL, 10);
-    v = field_of(kv, "green");
+    v = fxb_store_hash_get(kv, "green");
     out->green_channel = v != NULL && strcmp(v, "1") == 0;
     out->state = strcmp(state, STATE_BOOKED) == 0
                      ? FXB__V1__APPOINTMENT_STATE__APPOINTMENT_STATE_BOOKED
                      : FXB__V1__APPOINTMENT_STATE__APPOINTMENT_STATE_CANCELLED;
     if (category_out != NULL)
-        *category_out = field_of(kv, "category");
+        *category_out = fxb_store_hash_get(kv, "category");
     return true;
 }
 
@@ -544,10 +534,10 @@ static void counts_from(const redisReply *kv, int *taken, int *green_taken)
     for (size_t i = 0; i < N_SLOTS; i++) {
         char f[16];
         slot_field(f, sizeof f, slot_starts[i], false);
-        const char *v = kv && kv->type == REDIS_REPLY_ARRAY ? field_of(kv, f) : NULL;
+        const char *v = kv && kv->type == REDIS_REPLY_ARRAY ? fxb_store_hash_get(kv, f) : NULL;
         taken[i] = v ? atoi(v) : 0;
         slot_field(f, sizeof f, slot_starts[i], true);
-        v = kv && kv->type == REDIS_REPLY_ARRAY ? field_of(kv, f) : NULL;
+        v = kv && kv->type == REDIS_REPLY_ARRAY ? fxb_store_hash_get(kv, f) : NULL;
         green_taken[i] = v ? atoi(v) : 0;
     }
 }
@@ -975,8 +965,8 @@ static fxb_code cancel_appointment(fxb_ctx *ctx, const ProtobufCMessage *req_msg
     bool oom;
     const char *category = NULL;
     bool found = appointment_from(a, req->appointment_id, r, resp, &category, &oom);
-    const char *item_name = found ? field_of(r, "item_name") : NULL;
-    const char *dept_name = found ? field_of(r, "department_name") : NULL;
+    const char *item_name = found ? fxb_store_hash_get(r, "item_name") : NULL;
+    const char *dept_name = found ? fxb_store_hash_get(r, "department_name") : NULL;
     item_name = item_name ? fxb_arena_strdup(a, item_name) : "";
     dept_name = dept_name ? fxb_arena_strdup(a, dept_name) : "";
     freeReplyObject(r);

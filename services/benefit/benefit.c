@@ -263,22 +263,6 @@ static fxb_code my_subject(fxb_ctx *ctx, const char *eid, char subject[SUBJECT_L
 
 /* --- policies as answers ------------------------------------------------------ */
 
-static const char *hfield(const redisReply *kv, const char *name)
-{
-    for (size_t i = 0; i + 1 < kv->elements; i += 2)
-        if (kv->element[i]->type == REDIS_REPLY_STRING &&
-            kv->element[i + 1]->type == REDIS_REPLY_STRING &&
-            strcmp(kv->element[i]->str, name) == 0)
-            return kv->element[i + 1]->str;
-    return NULL;
-}
-
-static int64_t hnum(const redisReply *kv, const char *name)
-{
-    const char *v = hfield(kv, name);
-    return v ? strtoll(v, NULL, 10) : 0;
-}
-
 /* The conditions of a compiled rule, by index (sources point into r). */
 static void collect(const fxb_rule_node *n, const char **src, size_t cap)
 {
@@ -348,8 +332,9 @@ static Fxb__V1__Policy *policy_proto(fxb_arena *a, const fxb_schema *schema, con
     fxb__v1__policy__init(p);
     fxb__v1__policy_draft__init(d);
     p->policy_id = fxb_arena_strdup(a, id);
-    const char *summary = hfield(kv, "summary"), *basis = hfield(kv, "legal_basis"),
-               *reason = hfield(kv, "close_reason");
+    const char *summary = fxb_store_hash_get(kv, "summary"),
+               *basis = fxb_store_hash_get(kv, "legal_basis"),
+               *reason = fxb_store_hash_get(kv, "close_reason");
     d->summary = fxb_arena_strdup(a, str_or_empty(summary));
     d->legal_basis = fxb_arena_strdup(a, str_or_empty(basis));
     p->close_reason = fxb_arena_strdup(a, str_or_empty(reason));
@@ -360,7 +345,7 @@ static Fxb__V1__Policy *policy_proto(fxb_arena *a, const fxb_schema *schema, con
     d->title = (char *)core.title;
     d->category = (Fxb__V1__PolicyCategory)core.category;
     d->department = (char *)core.department;
-    d->subject_type = (Fxb__V1__SubjectType)hnum(kv, "subject_type");
+    d->subject_type = (Fxb__V1__SubjectType)fxb_store_hash_int(kv, "subject_type");
     d->rule = (char *)core.rule;
     d->benefit_kind = (Fxb__V1__BenefitKind)core.kind;
     d->amount_fen = core.amount_fen;
@@ -372,19 +357,19 @@ static Fxb__V1__Policy *policy_proto(fxb_arena *a, const fxb_schema *schema, con
     p->draft = d;
     p->status = (Fxb__V1__PolicyStatus)core.status;
     p->version = core.version;
-    p->created_at_ms = hnum(kv, "created_at_ms");
-    p->published_at_ms = hnum(kv, "published_at_ms");
-    p->closed_at_ms = hnum(kv, "closed_at_ms");
-    p->matched = hnum(kv, "n_matched");
-    p->confirmed = hnum(kv, "n_confirmed");
-    p->granted = hnum(kv, "n_granted");
-    p->paid = hnum(kv, "n_paid");
-    p->declined = hnum(kv, "n_declined");
-    p->ended = hnum(kv, "n_ended");
-    p->grants_used = hnum(kv, "grants_used");
-    p->budget_used_fen = hnum(kv, "budget_used_fen");
-    p->last_match_at_ms = hnum(kv, "last_match_at_ms");
-    p->last_match_subjects = hnum(kv, "last_match_subjects");
+    p->created_at_ms = fxb_store_hash_int(kv, "created_at_ms");
+    p->published_at_ms = fxb_store_hash_int(kv, "published_at_ms");
+    p->closed_at_ms = fxb_store_hash_int(kv, "closed_at_ms");
+    p->matched = fxb_store_hash_int(kv, "n_matched");
+    p->confirmed = fxb_store_hash_int(kv, "n_confirmed");
+    p->granted = fxb_store_hash_int(kv, "n_granted");
+    p->paid = fxb_store_hash_int(kv, "n_paid");
+    p->declined = fxb_store_hash_int(kv, "n_declined");
+    p->ended = fxb_store_hash_int(kv, "n_ended");
+    p->grants_used = fxb_store_hash_int(kv, "grants_used");
+    p->budget_used_fen = fxb_store_hash_int(kv, "budget_used_fen");
+    p->last_match_at_ms = fxb_store_hash_int(kv, "last_match_at_ms");
+    p->last_match_subjects = fxb_store_hash_int(kv, "last_match_subjects");
     if (schema != NULL && core.status != FXB_POLICY_DRAFT) {
         fxb_rule *rule = NULL;
         fxb_err ignored;
@@ -782,9 +767,9 @@ static fxb_code list_policies(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
             const redisReply *kv = recs[i];
             if (kv == NULL || kv->type != REDIS_REPLY_ARRAY || kv->elements == 0)
                 continue; /* an index entry left behind */
-            if (req->status != 0 && hnum(kv, "status") != req->status)
+            if (req->status != 0 && fxb_store_hash_int(kv, "status") != req->status)
                 continue;
-            if (dept[0] && strcmp(str_or_empty(hfield(kv, "department")), dept) != 0)
+            if (dept[0] && strcmp(str_or_empty(fxb_store_hash_get(kv, "department")), dept) != 0)
                 continue;
             out[m] = policy_proto(a, schema, ids[i], kv);
             if (out[m] == NULL) {

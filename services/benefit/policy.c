@@ -64,25 +64,9 @@ static char *dept_key(fxb_arena *a, const char *dept)
 
 /* --- reading ---------------------------------------------------------------- */
 
-static const char *hfield(const redisReply *kv, const char *name)
-{
-    for (size_t i = 0; i + 1 < kv->elements; i += 2)
-        if (kv->element[i]->type == REDIS_REPLY_STRING &&
-            kv->element[i + 1]->type == REDIS_REPLY_STRING &&
-            strcmp(kv->element[i]->str, name) == 0)
-            return kv->element[i + 1]->str;
-    return NULL;
-}
-
-static int64_t hnum(const redisReply *kv, const char *name)
-{
-    const char *v = hfield(kv, name);
-    return v ? strtoll(v, NULL, 10) : 0;
-}
-
 static const char *hstr(fxb_arena *a, const redisReply *kv, const char *name)
 {
-    const char *v = hfield(kv, name);
+    const char *v = fxb_store_hash_get(kv, name);
     return fxb_arena_strdup(a, v ? v : "");
 }
 
@@ -99,19 +83,20 @@ bool fxb_policy_from_hash(const char *id, const redisReply *kv, fxb_arena *a, fx
     out->rule = hstr(a, kv, "rule");
     if (out->code == NULL || out->title == NULL || out->department == NULL || out->rule == NULL)
         return false;
-    out->category = (int)hnum(kv, "category");
-    out->subject = hnum(kv, "subject_type") == FXB__V1__SUBJECT_TYPE__SUBJECT_TYPE_ENTERPRISE
-                       ? FXB_SUBJECT_ENTERPRISE
-                       : FXB_SUBJECT_PERSON;
-    out->kind = (int)hnum(kv, "benefit_kind");
-    out->amount_fen = hnum(kv, "amount_fen");
-    out->valid_from_ms = hnum(kv, "valid_from_ms");
-    out->valid_until_ms = hnum(kv, "valid_until_ms");
-    out->budget_fen = hnum(kv, "budget_fen");
-    out->quota = hnum(kv, "quota");
-    out->confirm = hnum(kv, "confirm") == 1;
-    out->status = (int)hnum(kv, "status");
-    out->version = hnum(kv, "version");
+    out->category = (int)fxb_store_hash_int(kv, "category");
+    out->subject =
+        fxb_store_hash_int(kv, "subject_type") == FXB__V1__SUBJECT_TYPE__SUBJECT_TYPE_ENTERPRISE
+            ? FXB_SUBJECT_ENTERPRISE
+            : FXB_SUBJECT_PERSON;
+    out->kind = (int)fxb_store_hash_int(kv, "benefit_kind");
+    out->amount_fen = fxb_store_hash_int(kv, "amount_fen");
+    out->valid_from_ms = fxb_store_hash_int(kv, "valid_from_ms");
+    out->valid_until_ms = fxb_store_hash_int(kv, "valid_until_ms");
+    out->budget_fen = fxb_store_hash_int(kv, "budget_fen");
+    out->quota = fxb_store_hash_int(kv, "quota");
+    out->confirm = fxb_store_hash_int(kv, "confirm") == 1;
+    out->status = (int)fxb_store_hash_int(kv, "status");
+    out->version = fxb_store_hash_int(kv, "version");
     return true;
 }
 

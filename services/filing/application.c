@@ -139,27 +139,9 @@ static bool dept_valid(const char *d)
     return true;
 }
 
-static const char *field_of(const redisReply *kv, const char *name)
-{
-    if (kv == NULL || kv->type != REDIS_REPLY_ARRAY)
-        return NULL;
-    for (size_t i = 0; i + 1 < kv->elements; i += 2)
-        if (kv->element[i]->type == REDIS_REPLY_STRING &&
-            kv->element[i + 1]->type == REDIS_REPLY_STRING &&
-            strcmp(kv->element[i]->str, name) == 0)
-            return kv->element[i + 1]->str;
-    return NULL;
-}
-
-static int64_t int_of(const redisReply *kv, const char *name)
-{
-    const char *v = field_of(kv, name);
-    return v ? strtoll(v, NULL, 10) : 0;
-}
-
 static char *dup_of(fxb_arena *a, const redisReply *kv, const char *name)
 {
-    const char *v = field_of(kv, name);
+    const char *v = fxb_store_hash_get(kv, name);
     return fxb_arena_strdup(a, v ? v : "");
 }
 
@@ -258,7 +240,7 @@ static bool problems_decode(fxb_arena *a, const char *hex, Fxb__V1__Problem ***o
 
 static const status_info *record_status(const redisReply *rec)
 {
-    return info_by_word(field_of(rec, APP_F_STATUS));
+    return info_by_word(fxb_store_hash_get(rec, APP_F_STATUS));
 }
 
 /* The materials hash into MaterialGiven messages. */
@@ -322,9 +304,9 @@ static fxb_code history_from(fxb_arena *a, const redisReply *r, Fxb__V1__Applica
         if (t == NULL)
             return oom(err);
         fxb__v1__transition__init(t);
-        t->at_ms = int_of(kv, "at_ms");
-        t->from = fxb_app_status_parse(field_of(kv, "from"));
-        t->to = fxb_app_status_parse(field_of(kv, "to"));
+        t->at_ms = fxb_store_hash_int(kv, "at_ms");
+        t->from = fxb_app_status_parse(fxb_store_hash_get(kv, "from"));
+        t->to = fxb_app_status_parse(fxb_store_hash_get(kv, "to"));
         t->actor_role = dup_of(a, kv, "actor_role");
         t->actor_id = dup_of(a, kv, "actor_id");
         t->reason = dup_of(a, kv, "reason");
@@ -400,31 +382,32 @@ static fxb_code app_from(fxb_store *s, fxb_arena *a, const char *aid, const redi
         app->denial_legal_basis == NULL || app->result_material_id == NULL)
         return oom(err);
     app->status = st->status;
-    app->guide_version = (uint32_t)int_of(rec, APP_F_GUIDE_VERSION);
-    app->created_at_ms = int_of(rec, APP_F_CREATED);
-    app->submitted_at_ms = int_of(rec, APP_F_SUBMITTED);
-    app->accepted_at_ms = int_of(rec, APP_F_ACCEPTED);
-    app->decided_at_ms = int_of(rec, APP_F_DECIDED);
-    app->completed_at_ms = int_of(rec, APP_F_COMPLETED);
-    app->submission = (uint32_t)int_of(rec, APP_F_SUBMISSION);
-    app->fix_by_ms = int_of(rec, APP_F_FIX_BY);
-    app->supplement_by_ms = int_of(rec, APP_F_SUPPLEMENT_BY);
-    app->notify_commit = int_of(rec, APP_F_NOTIFY_COMMIT) == 1;
-    app->commitment_broken = int_of(rec, APP_F_BROKEN) == 1;
-    app->rectify_by_ms = int_of(rec, APP_F_RECTIFY_BY);
-    app->time_limit_working_days = (uint32_t)int_of(rec, APP_F_TIME_LIMIT);
-    app->deadline_date = (uint32_t)int_of(rec, APP_F_DEADLINE_DATE);
-    app->deadline_ms = int_of(rec, APP_F_DEADLINE_MS);
-    app->rated = int_of(rec, APP_F_RATED) == 1;
-    const char *tol = field_of(rec, APP_F_TOLERATED);
+    app->guide_version = (uint32_t)fxb_store_hash_int(rec, APP_F_GUIDE_VERSION);
+    app->created_at_ms = fxb_store_hash_int(rec, APP_F_CREATED);
+    app->submitted_at_ms = fxb_store_hash_int(rec, APP_F_SUBMITTED);
+    app->accepted_at_ms = fxb_store_hash_int(rec, APP_F_ACCEPTED);
+    app->decided_at_ms = fxb_store_hash_int(rec, APP_F_DECIDED);
+    app->completed_at_ms = fxb_store_hash_int(rec, APP_F_COMPLETED);
+    app->submission = (uint32_t)fxb_store_hash_int(rec, APP_F_SUBMISSION);
+    app->fix_by_ms = fxb_store_hash_int(rec, APP_F_FIX_BY);
+    app->supplement_by_ms = fxb_store_hash_int(rec, APP_F_SUPPLEMENT_BY);
+    app->notify_commit = fxb_store_hash_int(rec, APP_F_NOTIFY_COMMIT) == 1;
+    app->commitment_broken = fxb_store_hash_int(rec, APP_F_BROKEN) == 1;
+    app->rectify_by_ms = fxb_store_hash_int(rec, APP_F_RECTIFY_BY);
+    app->time_limit_working_days = (uint32_t)fxb_store_hash_int(rec, APP_F_TIME_LIMIT);
+    app->deadline_date = (uint32_t)fxb_store_hash_int(rec, APP_F_DEADLINE_DATE);
+    app->deadline_ms = fxb_store_hash_int(rec, APP_F_DEADLINE_MS);
+    app->rated = fxb_store_hash_int(rec, APP_F_RATED) == 1;
+    const char *tol = fxb_store_hash_get(rec, APP_F_TOLERATED);
     if (tol != NULL && tol[0] != '\0' &&
         (app->tolerated_missing = split_words(a, tol, &app->n_tolerated_missing)) == NULL)
         return oom(err);
-    const char *kids = field_of(rec, APP_F_CHILDREN);
+    const char *kids = fxb_store_hash_get(rec, APP_F_CHILDREN);
     if (kids != NULL && kids[0] != '\0' &&
         (app->child_application_ids = split_words(a, kids, &app->n_child_application_ids)) == NULL)
         return oom(err);
-    if (!problems_decode(a, field_of(rec, APP_F_PROBLEMS), &app->problems, &app->n_problems))
+    if (!problems_decode(a, fxb_store_hash_get(rec, APP_F_PROBLEMS), &app->problems,
+                         &app->n_problems))
         return fxb_err_set(err, FXB_DATA_LOSS, "APPLICATION_UNREADABLE", ZH_BUSY,
                            "the problems of an application cannot be read");
     if (materials_from(a, mats, app, err) != FXB_OK || history_from(a, hist, app, err) != FXB_OK)
@@ -581,7 +564,7 @@ static void body_add(char *buf, size_t cap, const char *text)
 static void compose_notice(fxb_arena *a, const redisReply *rec, const status_info *to,
                            const char *reason, char *title, size_t tcap, char *body, size_t bcap)
 {
-    const char *item = field_of(rec, APP_F_ITEM_NAME);
+    const char *item = fxb_store_hash_get(rec, APP_F_ITEM_NAME);
     if (item == NULL || item[0] == '\0')
         item = "办件";
     title[0] = '\0';
@@ -592,26 +575,26 @@ static void compose_notice(fxb_arena *a, const redisReply *rec, const status_inf
     if (to->status == S(NEEDS_CORRECTION)) {
         Fxb__V1__Problem **p;
         size_t n;
-        if (problems_decode(a, field_of(rec, APP_F_PROBLEMS), &p, &n) && n > 0) {
+        if (problems_decode(a, fxb_store_hash_get(rec, APP_F_PROBLEMS), &p, &n) && n > 0) {
             body_add(body, bcap, "请补正以下问题：");
             for (size_t i = 0; i < n; i++)
                 body_add(
                     body, bcap,
                     fxb_arena_printf(a, "%zu.%s：%s；", i + 1, p[i]->material_name, p[i]->why));
         }
-        int64_t fix_by = int_of(rec, APP_F_FIX_BY);
+        int64_t fix_by = fxb_store_hash_int(rec, APP_F_FIX_BY);
         if (fix_by > 0) {
             date_text(date, sizeof date, fix_by);
             body_add(body, bcap, fxb_arena_printf(a, "请于%s前补正，逾期视为撤回申请。", date));
         }
-    } else if (to->status == S(ACCEPTED) && field_of(rec, APP_F_TOLERATED) != NULL &&
-               field_of(rec, APP_F_TOLERATED)[0] != '\0') {
-        date_text(date, sizeof date, int_of(rec, APP_F_SUPPLEMENT_BY));
+    } else if (to->status == S(ACCEPTED) && fxb_store_hash_get(rec, APP_F_TOLERATED) != NULL &&
+               fxb_store_hash_get(rec, APP_F_TOLERATED)[0] != '\0') {
+        date_text(date, sizeof date, fxb_store_hash_int(rec, APP_F_SUPPLEMENT_BY));
         body_add(
             body, bcap,
             fxb_arena_printf(a, "本件为容缺受理，请于%s前补齐容缺材料，逾期视为撤回申请。", date));
-    } else if (to->status == S(ACCEPTED) && int_of(rec, APP_F_DEADLINE_MS) > 0) {
-        date_text(date, sizeof date, int_of(rec, APP_F_DEADLINE_MS));
+    } else if (to->status == S(ACCEPTED) && fxb_store_hash_int(rec, APP_F_DEADLINE_MS) > 0) {
+        date_text(date, sizeof date, fxb_store_hash_int(rec, APP_F_DEADLINE_MS));
         body_add(body, bcap, fxb_arena_printf(a, "承诺办结日期：%s。", date));
     }
     if (reason != NULL && reason[0] != '\0' && to->status != S(NEEDS_CORRECTION))
@@ -622,19 +605,20 @@ static void compose_notice(fxb_arena *a, const redisReply *rec, const status_inf
 static void follow_indexes(fxb_store *s, fxb_arena *a, const char *aid, const redisReply *rec,
                            const status_info *to)
 {
-    const char *dept = field_of(rec, APP_F_DEPT);
-    const char *tol = field_of(rec, APP_F_TOLERATED);
+    const char *dept = fxb_store_hash_get(rec, APP_F_DEPT);
+    const char *tol = fxb_store_hash_get(rec, APP_F_TOLERATED);
     fxb_app_status st = to->status;
     bool queued = st == S(SUBMITTED) || st == S(ACCEPTED) || st == S(IN_REVIEW) ||
                   st == S(SPECIAL_PROCEDURE) || st == S(APPROVED);
-    int64_t deadline = int_of(rec, APP_F_DEADLINE_MS);
+    int64_t deadline = fxb_store_hash_int(rec, APP_F_DEADLINE_MS);
     bool running = (st == S(ACCEPTED) || st == S(IN_REVIEW)) && deadline > 0;
-    int64_t fix_by = int_of(rec, APP_F_FIX_BY), sup_by = int_of(rec, APP_F_SUPPLEMENT_BY);
-    int64_t rect_by = int_of(rec, APP_F_RECTIFY_BY);
+    int64_t fix_by = fxb_store_hash_int(rec, APP_F_FIX_BY),
+            sup_by = fxb_store_hash_int(rec, APP_F_SUPPLEMENT_BY);
+    int64_t rect_by = fxb_store_hash_int(rec, APP_F_RECTIFY_BY);
     bool fix = st == S(NEEDS_CORRECTION) && fix_by > 0;
     bool sup = st == S(ACCEPTED) && tol != NULL && tol[0] != '\0' && sup_by > 0;
-    bool rect =
-        int_of(rec, APP_F_BROKEN) == 1 && rect_by > 0 && (st == S(APPROVED) || st == S(COMPLETED));
+    bool rect = fxb_store_hash_int(rec, APP_F_BROKEN) == 1 && rect_by > 0 &&
+                (st == S(APPROVED) || st == S(COMPLETED));
 
     const char *argv[5][4];
     fxb_store_cmd cmds[5];
@@ -652,7 +636,7 @@ static void follow_indexes(fxb_store *s, fxb_arena *a, const char *aid, const re
         const char *rn = fxb_arena_printf(a, DEPT_PREFIX "%s:running", dept);
         if (q == NULL || rn == NULL)
             return;
-        snprintf(sc[0], sizeof sc[0], "%" PRId64, int_of(rec, APP_F_SUBMITTED));
+        snprintf(sc[0], sizeof sc[0], "%" PRId64, fxb_store_hash_int(rec, APP_F_SUBMITTED));
         snprintf(sc[1], sizeof sc[1], "%" PRId64, deadline);
         const char *qa[] = {queued ? "ZADD" : "ZREM", q, queued ? sc[0] : aid, aid};
         const char *ra[] = {running ? "ZADD" : "ZREM", rn, running ? sc[1] : aid, aid};
@@ -786,10 +770,10 @@ fxb_code fxb_app_transition(fxb_store *s, fxb_arena *a, const fxb_app_change *c,
         return shape(err, "the transition script");
     }
     const redisReply *rec = r->element[1], *mats = r->element[2];
-    const char *subject = field_of(rec, APP_F_SUBJECT);
-    const char *filed_by = field_of(rec, APP_F_FILED_BY);
-    const char *grant = field_of(rec, APP_F_GRANT);
-    const char *parent = field_of(rec, APP_F_PARENT);
+    const char *subject = fxb_store_hash_get(rec, APP_F_SUBJECT);
+    const char *filed_by = fxb_store_hash_get(rec, APP_F_FILED_BY);
+    const char *grant = fxb_store_hash_get(rec, APP_F_GRANT);
+    const char *parent = fxb_store_hash_get(rec, APP_F_PARENT);
     const status_info *prev = info_by_word(r->element[0]->str);
 
     follow_indexes(s, a, c->aid, rec, to);
@@ -805,10 +789,10 @@ fxb_code fxb_app_transition(fxb_store *s, fxb_arena *a, const fxb_app_change *c,
         notify(s, filed_by, title, body, c->aid, c->now_ms);
     /* ended: the invitation to rate, for applications that were submitted
      * (a draft thrown away has nothing to rate) */
-    const char *submissions = field_of(rec, APP_F_SUBMISSION);
+    const char *submissions = fxb_store_hash_get(rec, APP_F_SUBMISSION);
     if (to->ended && (prev == NULL || !prev->ended) && subject != NULL && submissions != NULL &&
         atoi(submissions) > 0) {
-        const char *item = field_of(rec, APP_F_ITEM_NAME);
+        const char *item = fxb_store_hash_get(rec, APP_F_ITEM_NAME);
         fxb_rating_invite(s, c->aid, subject, item ? item : "", c->now_ms);
     }
     char *parent_copy = parent && parent[0] ? fxb_arena_strdup(a, parent) : NULL;

@@ -232,14 +232,11 @@ static fxb_code inbox_keys(fxb_ctx *ctx, const char *subject, const char *keys[2
     return FXB_OK;
 }
 
+/* A stream entry's field, "" when absent. */
 static const char *field_of(const redisReply *kv, const char *name)
 {
-    for (size_t i = 0; i + 1 < kv->elements; i += 2)
-        if (kv->element[i]->type == REDIS_REPLY_STRING &&
-            kv->element[i + 1]->type == REDIS_REPLY_STRING &&
-            strcmp(kv->element[i]->str, name) == 0)
-            return kv->element[i + 1]->str;
-    return "";
+    const char *v = fxb_store_hash_get(kv, name);
+    return v != NULL ? v : "";
 }
 
 /* One stream entry ([id, [field, value, ...]]) into *m, strings in the

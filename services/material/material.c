@@ -241,16 +241,6 @@ static fxb_code bad_key(fxb_err *err)
                        "the subject's id cannot form a key");
 }
 
-static const char *field_of(const redisReply *kv, const char *name)
-{
-    for (size_t i = 0; i + 1 < kv->elements; i += 2)
-        if (kv->element[i]->type == REDIS_REPLY_STRING &&
-            kv->element[i + 1]->type == REDIS_REPLY_STRING &&
-            strcmp(kv->element[i]->str, name) == 0)
-            return kv->element[i + 1]->str;
-    return NULL;
-}
-
 /* An HGETALL reply into a new Material in the arena. FXB_NOT_FOUND when
  * the hash holds no material, RESOURCE_EXHAUSTED out of memory. */
 static fxb_code material_from(fxb_arena *a, const char *mid, const redisReply *kv,
@@ -259,7 +249,7 @@ static fxb_code material_from(fxb_arena *a, const char *mid, const redisReply *k
     *out = NULL;
     if (kv == NULL || kv->type != REDIS_REPLY_ARRAY)
         return not_found(err);
-    const char *kind = field_of(kv, "kind");
+    const char *kind = fxb_store_hash_get(kv, "kind");
     if (kind == NULL)
         return not_found(err);
     Fxb__V1__Material *m = fxb_arena_alloc(a, sizeof *m);
@@ -286,7 +276,7 @@ static fxb_code material_from(fxb_arena *a, const char *mid, const redisReply *k
     if (m->material_id == NULL)
         return oom(err);
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
-        const char *v = field_of(kv, strs[i].name);
+        const char *v = fxb_store_hash_get(kv, strs[i].name);
         if (v == NULL)
             continue;
         *strs[i].dst = fxb_arena_strdup(a, v);
@@ -294,11 +284,11 @@ static fxb_code material_from(fxb_arena *a, const char *mid, const redisReply *k
             return oom(err);
     }
     const char *v;
-    if ((v = field_of(kv, "size")) != NULL)
+    if ((v = fxb_store_hash_get(kv, "size")) != NULL)
         m->size = strtoull(v, NULL, 10);
-    if ((v = field_of(kv, "created_at_ms")) != NULL)
+    if ((v = fxb_store_hash_get(kv, "created_at_ms")) != NULL)
         m->created_at_ms = strtoll(v, NULL, 10);
-    if ((v = field_of(kv, "valid_until_ms")) != NULL)
+    if ((v = fxb_store_hash_get(kv, "valid_until_ms")) != NULL)
         m->valid_until_ms = strtoll(v, NULL, 10);
     *out = m;
     return FXB_OK;

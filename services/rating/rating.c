@@ -330,23 +330,6 @@ static bool utf8_prefix(char *dst, size_t cap, const char *src)
     return n == len;
 }
 
-/* Value of a field in an HGETALL reply, or NULL. */
-static const char *field_of(const redisReply *kv, const char *name)
-{
-    for (size_t i = 0; i + 1 < kv->elements; i += 2)
-        if (kv->element[i]->type == REDIS_REPLY_STRING &&
-            kv->element[i + 1]->type == REDIS_REPLY_STRING &&
-            strcmp(kv->element[i]->str, name) == 0)
-            return kv->element[i + 1]->str;
-    return NULL;
-}
-
-static int64_t int_of(const redisReply *kv, const char *name)
-{
-    const char *v = field_of(kv, name);
-    return v != NULL ? strtoll(v, NULL, 10) : 0;
-}
-
 /* A notice to subject's inbox, best effort: the rating or the case has
  * changed either way, and GetRating shows it. */
 static void notify(fxb_store *st, const char *subject, const char *kind, const char *title,
@@ -438,25 +421,25 @@ static bool case_parse(fxb_arena *a, const char *cid, const redisReply *kv, case
     memset(c, 0, sizeof *c);
     if (kv == NULL || kv->type != REDIS_REPLY_ARRAY)
         return false;
-    c->state = state_by_word(field_of(kv, "state"));
+    c->state = state_by_word(fxb_store_hash_get(kv, "state"));
     if (c->state == NULL)
         return false;
     c->case_id = fxb_arena_strdup(a, cid);
-    c->aid = dup_or_empty(a, field_of(kv, "application_id"));
-    c->subject = dup_or_empty(a, field_of(kv, "subject"));
-    c->dept = dup_or_empty(a, field_of(kv, "department"));
-    c->item = dup_or_empty(a, field_of(kv, "item_code"));
-    c->call_back_note = dup_or_empty(a, field_of(kv, "call_back_note"));
-    c->rectification_note = dup_or_empty(a, field_of(kv, "rectification_note"));
+    c->aid = dup_or_empty(a, fxb_store_hash_get(kv, "application_id"));
+    c->subject = dup_or_empty(a, fxb_store_hash_get(kv, "subject"));
+    c->dept = dup_or_empty(a, fxb_store_hash_get(kv, "department"));
+    c->item = dup_or_empty(a, fxb_store_hash_get(kv, "item_code"));
+    c->call_back_note = dup_or_empty(a, fxb_store_hash_get(kv, "call_back_note"));
+    c->rectification_note = dup_or_empty(a, fxb_store_hash_get(kv, "rectification_note"));
     if (c->case_id == NULL || c->aid == NULL || c->subject == NULL || c->dept == NULL ||
         c->item == NULL || c->call_back_note == NULL || c->rectification_note == NULL)
         return false;
-    c->opened_at = int_of(kv, "opened_at_ms");
-    c->call_back_due = int_of(kv, "call_back_due_ms");
-    c->called_back_at = int_of(kv, "called_back_at_ms");
-    c->rectify_due = int_of(kv, "rectify_due_ms");
-    c->rectified_at = int_of(kv, "rectified_at_ms");
-    c->follow_up_level = (int)int_of(kv, "follow_up_level");
+    c->opened_at = fxb_store_hash_int(kv, "opened_at_ms");
+    c->call_back_due = fxb_store_hash_int(kv, "call_back_due_ms");
+    c->called_back_at = fxb_store_hash_int(kv, "called_back_at_ms");
+    c->rectify_due = fxb_store_hash_int(kv, "rectify_due_ms");
+    c->rectified_at = fxb_store_hash_int(kv, "rectified_at_ms");
+    c->follow_up_level = (int)fxb_store_hash_int(kv, "follow_up_level");
     return true;
 }
 
@@ -624,7 +607,7 @@ static fxb_code rating_read(fxb_ctx *ctx, const char *aid, const char *subject, 
     redisReply *r = fxb_store_command(st, &err, "HGETALL %s", rkey);
     if (r == NULL)
         return fxb_ctx_fail_err(ctx, &err);
-    const char *who = r->type == REDIS_REPLY_ARRAY ? field_of(r, "subject") : NULL;
+    const char *who = r->type == REDIS_REPLY_ARRAY ? fxb_store_hash_get(r, "subject") : NULL;
     if (who == NULL || strcmp(who, subject) != 0) {
         freeReplyObject(r);
         return fxb_ctx_fail(ctx, FXB_NOT_FOUND, R_RATING_NOT_FOUND, ZH_RATING_NOT_FOUND,
@@ -636,18 +619,18 @@ static fxb_code rating_read(fxb_ctx *ctx, const char *aid, const char *subject, 
         return out_of_memory(ctx);
     }
     fxb__v1__rating_dimensions__init(dims);
-    dims->attitude = (uint32_t)int_of(r, "attitude");
-    dims->efficiency = (uint32_t)int_of(r, "efficiency");
-    dims->convenience = (uint32_t)int_of(r, "convenience");
-    dims->transparency = (uint32_t)int_of(r, "transparency");
+    dims->attitude = (uint32_t)fxb_store_hash_int(r, "attitude");
+    dims->efficiency = (uint32_t)fxb_store_hash_int(r, "efficiency");
+    dims->convenience = (uint32_t)fxb_store_hash_int(r, "convenience");
+    dims->transparency = (uint32_t)fxb_store_hash_int(r, "transparency");
     out->application_id = fxb_arena_strdup(a, aid);
-    out->level = (Fxb__V1__RatingLevel)int_of(r, "level");
+    out->level = (Fxb__V1__RatingLevel)fxb_store_hash_int(r, "level");
     out->dimensions = dims;
-    out->comment = (char *)dup_or_empty(a, field_of(r, "comment"));
-    out->rated_at_ms = int_of(r, "rated_at_ms");
-    const char *rn = field_of(r, "real_name");
+    out->comment = (char *)dup_or_empty(a, fxb_store_hash_get(r, "comment"));
+    out->rated_at_ms = fxb_store_hash_int(r, "rated_at_ms");
+    const char *rn = fxb_store_hash_get(r, "real_name");
     out->real_name = rn != NULL && strcmp(rn, "1") == 0;
-    const char *cid = dup_or_empty(a, field_of(r, "case_id"));
+    const char *cid = dup_or_empty(a, fxb_store_hash_get(r, "case_id"));
     freeReplyObject(r);
     if (out->application_id == NULL || out->comment == NULL || cid == NULL)
         return out_of_memory(ctx);
@@ -1339,7 +1322,7 @@ static fxb_code open_late(fxb_store *st, fxb_arena *a, const char *key, int64_t 
 
 static uint64_t count_of(const redisReply *kv, const char *name)
 {
-    int64_t v = int_of(kv, name);
+    int64_t v = fxb_store_hash_int(kv, name);
     return v > 0 ? (uint64_t)v : 0;
 }
 

@@ -328,6 +328,31 @@ static void test_pipeline_of_no_commands_succeeds(void **state)
     fxb_store_free(s);
 }
 
+static void test_hash_fields_are_read_from_an_hgetall_reply(void **state)
+{
+    (void)state;
+    fxb_store *s = open_shared();
+    fxb_err err;
+    const char *k = key("hash");
+    redisReply *r = fxb_store_command(s, &err, "HSET %s a 1 b -42 c text", k);
+    assert_non_null(r);
+    freeReplyObject(r);
+    r = fxb_store_command(s, &err, "HGETALL %s", k);
+    assert_non_null(r);
+    assert_string_equal(fxb_store_hash_get(r, "c"), "text");
+    assert_null(fxb_store_hash_get(r, "missing"));
+    assert_int_equal(fxb_store_hash_int(r, "b"), -42);
+    assert_int_equal(fxb_store_hash_int(r, "missing"), 0);
+    freeReplyObject(r);
+    /* not an array (a string reply), or no reply at all: absent */
+    r = fxb_store_command(s, &err, "HGET %s a", k);
+    assert_non_null(r);
+    assert_null(fxb_store_hash_get(r, "a"));
+    freeReplyObject(r);
+    assert_null(fxb_store_hash_get(NULL, "a"));
+    fxb_store_free(s);
+}
+
 static void test_send_does_not_wait_and_later_replies_stay_paired(void **state)
 {
     (void)state;
@@ -802,6 +827,7 @@ int main(void)
         cmocka_unit_test(test_error_reply_cap_never_splits_a_utf8_character),
         cmocka_unit_test(test_pipeline_returns_every_reply_in_order),
         cmocka_unit_test(test_pipeline_of_no_commands_succeeds),
+        cmocka_unit_test(test_hash_fields_are_read_from_an_hgetall_reply),
         cmocka_unit_test(test_send_does_not_wait_and_later_replies_stay_paired),
         cmocka_unit_test(test_eval_runs_script_with_keys_and_args),
         cmocka_unit_test(test_eval_sha_is_the_one_redis_computes),
