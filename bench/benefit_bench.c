@@ -6,15 +6,18 @@
  * Usage: fxb-bench-benefit [options] REDIS_URL
  * Options:
  *   -n N       person subjects (default 1000000)
- *   -b B       subjects per fxb_ent_match_batch (1..1000, default 1000)
- *   -t T       client threads, each its own Redis connection (1..8, default 2)
- *   -m         match only: no notices (to see what the notices cost)
+ *   -b B       the baseline's pipeline depth in subjects (1..1000, default
+ *              1000; fxb's batches are FXB_ENT_BATCH_MAX, as the engine's)
+ *   -t T       connections of fxb_grantout_run, one thread each, as the
+ *              engine's FXB_BENEFIT_WRITERS (1..8, default 2); the baseline
+ *              uses as many threads
  *   -I         every account's inbox exists already (prepare appends one
  *              earlier notice to each): a city whose app users have had
  *              notices before; without it every notice creates its inbox
  *   -P         skip preparing the subjects (they are there from a run before)
  *   -B         skip the baseline
  *   -S         skip the verification
+ *   -A DIR     the AOF directory to fsync after the last reply (above)
  *
  * Prepare (not timed): N person subjects "p" + 24 hex, each with
  * {p:<pid>}:account = an account id of 22 characters, every second one
@@ -23,13 +26,18 @@
  * no confirmation) written as its hash. Then the bench waits for any AOF
  * rewrite the preparing started.
  *
- * Timed: the threads take batches of B subjects in turn; each batch is one
- * fxb_ent_match_batch (one EVALSHA + the pipelined ZADDs of the subjects'
- * lists) and one fxb_benefit_notify for the subjects granted (one MGET of
- * their accounts + fxb_inbox_append_batch). The clock stops at the
- * last reply. With appendfsync always Redis replies after the fsync, so the
- * last reply means everything is on disk; with everysec within about 1 s
- * of it. WAITAOF (Redis 7.2+) is tried and reported when Redis has it.
+ * Timed: fxb_grantout_run (services/benefit/grantout.h), the engine's
+ * write-out of a full match, over T connections: batches of
+ * FXB_ENT_BATCH_MAX subjects, each one fxb_ent_match_batch (one EVALSHA +
+ * the pipelined ZADDs of the subjects' lists) and one fxb_benefit_notify
+ * for the subjects granted (one MGET of their accounts +
+ * fxb_inbox_append_batch). The clock stops at the last reply. With appendfsync always Redis replies
+ * after the fsync, so the last reply means everything is on disk; with everysec within about 1 s of
+ * it. WAITAOF (Redis 7.2+) is tried and reported when Redis has it. With -A DIR (Redis's
+ * appendonlydir on this machine) the bench then fsyncs every file of DIR and DIR itself: Redis
+ * write()s the AOF before it sends the replies, so once those fsyncs return everything the run
+ * wrote is on disk whatever appendfsync says; the goal is judged on the
+ * last reply + that fsync.
  *
  * Baseline (timed the same way, same threads, after FLUSHALL and the same
  * preparing again): the same N entitlements written naively into another
@@ -41,7 +49,9 @@
  * Output: the figures, then one line "RESULT key=value ..." for scripts.
  * Exit 0 when every check held, 3 when a check failed, 1 on failure, 2 on
  * bad usage. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -53,6 +63,7 @@
 #include <unistd.h>
 
 #include "services/benefit/entitlement.h"
+#include "services/benefit/grantout.h"
 #include "services/benefit/notice.h"
 #include "store/inbox.h"
 #include "store/store.h"
@@ -67,8 +78,8 @@ static const char *redis_url;
 static size_t n_subjects = 1000000;
 static size_t batch = FXB_ENT_BATCH_MAX;
 static int threads = 2;
-static bool match_only;    /* -m: no notices (the breakdown) */
-static bool inboxes_exist; /* -I: every account has an inbox already */
+static bool inboxes_exist;  /* -I: every account has an inbox already */
+static const char *aof_dir; /* -A: fsync its files after the last reply */
 
 static double now_s(void)
 {
@@ -327,66 +338,46 @@ static bool write_policy(fxb_store *s)
     return true;
 }
 
+/* fsync of every regular file of dir and of dir itself; the seconds it
+ * took, or -1 when one failed. */
+static double fsync_dir(const char *dir)
+{
+    double t0 = now_s();
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return -1;
+    bool ok = true;
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[4096];
+        if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path) {
+            ok = false;
+            continue;
+        }
+        int fd = open(path, O_RDONLY);
+        if (fd < 0 || fsync(fd) != 0)
+            ok = false;
+        if (fd >= 0)
+            close(fd);
+    }
+    int fd = dirfd(d);
+    if (fsync(fd) != 0)
+        ok = false;
+    closedir(d);
+    return ok ? now_s() - t0 : -1;
+}
+
 /* --- the timed phases ---------------------------------------------------------- */
 
 typedef struct worker {
     pthread_t thread;
-    bool baseline;
     bool ok;
     size_t matched, granted, unchanged, other, notices;
-    double match_s, notify_s;
 } worker;
 
 static atomic_size_t next_batch;
 static int64_t run_ms; /* the "now" of every write */
-
-static bool fxb_batch(fxb_store *s, worker *w, size_t start, size_t n, char (*names)[32],
-                      fxb_ent_match *m, fxb_ent_outcome *o, const char **granted,
-                      fxb_benefit_notice_kind *kinds)
-{
-    static const fxb_policy policy = {.id = PID,
-                                      .code = "BENCH-1",
-                                      .title = TITLE,
-                                      .category = 2,
-                                      .subject = FXB_SUBJECT_PERSON,
-                                      .kind = FXB_BENEFIT_CASH,
-                                      .amount_fen = AMOUNT_FEN,
-                                      .status = FXB_POLICY_PUBLISHED};
-    for (size_t i = 0; i < n; i++) {
-        subject_of(names[i], start + i);
-        m[i] = (fxb_ent_match){names[i], ""};
-    }
-    fxb_err err;
-    double t0 = now_s();
-    if (fxb_ent_match_batch(s, PID, m, n, run_ms, "engine", o, &err) != FXB_OK) {
-        fprintf(stderr, "benefit-bench: match: %s %s\n", err.reason, err.message);
-        return false;
-    }
-    double t1 = now_s();
-    size_t ng = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (o[i] == FXB_ENT_NEW_GRANTED) {
-            granted[ng] = names[i];
-            kinds[ng++] = FXB_NOTICE_GRANTED;
-        } else if (o[i] == FXB_ENT_UNCHANGED) {
-            w->unchanged++;
-        } else {
-            w->other++;
-        }
-    }
-    w->matched += n;
-    w->granted += ng;
-    size_t sent = 0;
-    if (!match_only &&
-        fxb_benefit_notify(s, &policy, granted, kinds, ng, run_ms, &sent, &err) != FXB_OK) {
-        fprintf(stderr, "benefit-bench: notify: %s %s\n", err.reason, err.message);
-        return false;
-    }
-    w->notices += sent;
-    w->match_s += t1 - t0;
-    w->notify_s += now_s() - t1;
-    return true;
-}
 
 /* The naive writes of one batch: HSET + XADD per subject, one pipeline. */
 static bool baseline_batch(fxb_store *s, worker *w, size_t start, size_t n, char (*accts)[32],
@@ -435,20 +426,14 @@ static void *work(void *arg)
     const char *(*argv)[16] = calloc(2 * batch, sizeof *argv);
     fxb_store_cmd *cmds = calloc(2 * batch, sizeof *cmds);
     redisReply **replies = calloc(2 * batch, sizeof *replies);
-    fxb_ent_match *m = calloc(batch, sizeof *m);
-    fxb_ent_outcome *o = calloc(batch, sizeof *o);
-    const char **granted = calloc(batch, sizeof *granted);
-    fxb_benefit_notice_kind *kinds = calloc(batch, sizeof *kinds);
-    bool ok = s != NULL && names && accts && keys && argv && cmds && replies && m && o && granted &&
-              kinds;
+    bool ok = s != NULL && names && accts && keys && argv && cmds && replies;
     while (ok) {
         size_t b = atomic_fetch_add(&next_batch, 1);
         size_t start = b * batch;
         if (start >= n_subjects)
             break;
         size_t n = n_subjects - start < batch ? n_subjects - start : batch;
-        ok = w->baseline ? baseline_batch(s, w, start, n, accts, keys, argv, cmds, replies, names)
-                         : fxb_batch(s, w, start, n, names, m, o, granted, kinds);
+        ok = baseline_batch(s, w, start, n, accts, keys, argv, cmds, replies, names);
     }
     w->ok = ok;
     free(names);
@@ -457,17 +442,56 @@ static void *work(void *arg)
     free(argv);
     free(cmds);
     free(replies);
-    free(m);
-    free(o);
-    free(granted);
-    free(kinds);
     fxb_store_free(s);
     return NULL;
 }
 
-/* Runs one timed phase on every thread; the sum of the workers in *total
- * and the seconds it took. */
-static double phase(bool baseline, worker *total)
+/* The timed phase of fxb: what the engine does with a full match's
+ * subjects, fxb_grantout_run over T connections (opened before the clock
+ * starts: the engine holds its own). *counts the sum; returns the seconds,
+ * or -1 on failure. */
+static double fxb_phase(fxb_grantout_counts *counts)
+{
+    static const fxb_policy policy = {.id = PID,
+                                      .code = "BENCH-1",
+                                      .title = TITLE,
+                                      .category = 2,
+                                      .subject = FXB_SUBJECT_PERSON,
+                                      .kind = FXB_BENEFIT_CASH,
+                                      .amount_fen = AMOUNT_FEN,
+                                      .status = FXB_POLICY_PUBLISHED};
+    char(*names)[32] = malloc(n_subjects * sizeof *names);
+    const char **subjects = malloc(n_subjects * sizeof *subjects);
+    fxb_store *stores[FXB_GRANTOUT_STORES_MAX] = {NULL};
+    bool ok = names != NULL && subjects != NULL;
+    for (size_t i = 0; ok && i < n_subjects; i++) {
+        subject_of(names[i], i);
+        subjects[i] = names[i];
+    }
+    for (int i = 0; ok && i < threads; i++)
+        ok = (stores[i] = open_store()) != NULL;
+    double secs = -1;
+    if (ok) {
+        fxb_err err;
+        double t0 = now_s();
+        fxb_code rc = fxb_grantout_run(stores, (size_t)threads, &policy, subjects, n_subjects,
+                                       "engine", NULL, NULL, counts, &err);
+        secs = now_s() - t0;
+        if (rc != FXB_OK) {
+            fprintf(stderr, "benefit-bench: grant-out: %s %s\n", err.reason, err.message);
+            secs = -1;
+        }
+    }
+    for (int i = 0; i < threads; i++)
+        fxb_store_free(stores[i]);
+    free(subjects);
+    free(names);
+    return secs;
+}
+
+/* Runs the baseline on every thread; the sum of the workers in *total and
+ * the seconds it took. */
+static double baseline_phase(worker *total)
 {
     worker w[MAX_THREADS];
     memset(w, 0, sizeof w);
@@ -475,7 +499,6 @@ static double phase(bool baseline, worker *total)
     atomic_store(&next_batch, 0);
     double t0 = now_s();
     for (int i = 0; i < threads; i++) {
-        w[i].baseline = baseline;
         if (pthread_create(&w[i].thread, NULL, work, &w[i]) != 0) {
             fprintf(stderr, "benefit-bench: pthread_create failed\n");
             exit(1);
@@ -490,8 +513,6 @@ static double phase(bool baseline, worker *total)
         total->unchanged += w[i].unchanged;
         total->other += w[i].other;
         total->notices += w[i].notices;
-        total->match_s += w[i].match_s;
-        total->notify_s += w[i].notify_s;
     }
     return now_s() - t0;
 }
@@ -559,13 +580,13 @@ static bool count_inboxes(fxb_store *s, long long *inbox_total, long long *lists
 
 /* The transitions the policy's log records: n of each batch entry, 1 of
  * each single one (entitlement.h); *entries receives XLEN. -1 on failure. */
-static long long log_transitions(fxb_store *s, long long *entries)
+static long long stream_n_total(fxb_store *s, const char *key, long long *entries)
 {
     char from[48] = "-";
     long long total = 0;
     *entries = 0;
     for (;;) {
-        const char *argv[] = {"XRANGE", "{b:" PID "}:log", from, "+", "COUNT", "1000"};
+        const char *argv[] = {"XRANGE", key, from, "+", "COUNT", "1000"};
         redisReply *r = run(s, 6, argv);
         if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
             if (r != NULL)
@@ -593,7 +614,7 @@ static long long log_transitions(fxb_store *s, long long *entries)
 static int usage(void)
 {
     fprintf(stderr,
-            "usage: fxb-bench-benefit [-n N] [-b 1..1000] [-t 1..8] [-m] [-I] [-P] [-B] [-S] "
+            "usage: fxb-bench-benefit [-n N] [-b 1..1000] [-t 1..8] [-I] [-P] [-B] [-S] [-A DIR] "
             "REDIS_URL\n");
     return 2;
 }
@@ -602,7 +623,7 @@ int main(int argc, char **argv)
 {
     bool do_prepare = true, do_baseline = true, do_verify = true;
     int opt;
-    while ((opt = getopt(argc, argv, "n:b:t:mIPBSh")) != -1) {
+    while ((opt = getopt(argc, argv, "n:b:t:IPBSA:h")) != -1) {
         char *end = NULL;
         errno = 0;
         switch (opt) {
@@ -621,9 +642,6 @@ int main(int argc, char **argv)
             if (errno || *end || threads < 1 || threads > MAX_THREADS)
                 return usage();
             break;
-        case 'm':
-            match_only = true;
-            break;
         case 'I':
             inboxes_exist = true;
             break;
@@ -632,6 +650,9 @@ int main(int argc, char **argv)
             break;
         case 'B':
             do_baseline = false;
+            break;
+        case 'A':
+            aof_dir = optarg;
             break;
         case 'S':
             do_verify = false;
@@ -686,11 +707,17 @@ int main(int argc, char **argv)
     double cpu0, main0, cpu1, main1;
     redis_cpu(s, &cpu0, &main0);
 
-    worker fxb;
-    double secs = phase(false, &fxb);
+    fxb_grantout_counts fxb;
+    double secs = fxb_phase(&fxb);
+    double fsync_s = secs >= 0 && aof_dir != NULL ? fsync_dir(aof_dir) : 0;
     redis_cpu(s, &cpu1, &main1);
-    if (!fxb.ok)
+    if (secs < 0)
         return 1;
+    if (fsync_s < 0) {
+        fprintf(stderr, "benefit-bench: fsync of the AOF in %s failed\n", aof_dir);
+        return 1;
+    }
+    double durable = secs + fsync_s;
     /* WAITAOF (Redis 7.2+) on this connection, after every worker's last
      * reply: returns once what was written before it is fsynced locally */
     const char *wargv[] = {"WAITAOF", "1", "0", "0"};
@@ -705,16 +732,21 @@ int main(int argc, char **argv)
     long long rewrites1 = info_field(s, "persistence", "aof_rewrites");
     bool in_rewrite = info_field(s, "persistence", "aof_rewrite_in_progress") > 0;
 
-    printf("\nfxb (fxb_ent_match_batch + fxb_benefit_notify):\n");
+    printf("\nfxb (fxb_grantout_run over %d connection(s): fxb_ent_match_batch + "
+           "fxb_benefit_notify per batch of %d):\n",
+           threads, FXB_ENT_BATCH_MAX);
     printf("  %zu subjects matched, %zu entitlements granted, %zu notices written in %.2f s "
            "(until the last reply)\n",
-           fxb.matched, fxb.granted, fxb.notices, secs);
-    printf("  %.0f entitlements/s, %.0f notices/s; thread time in matching %.2f s, in notices "
-           "%.2f s\n",
-           (double)fxb.granted / secs, (double)fxb.notices / secs, fxb.match_s, fxb.notify_s);
+           n_subjects, fxb.granted, fxb.notices, secs);
+    printf("  %.0f entitlements/s, %.0f notices/s\n", (double)fxb.granted / secs,
+           (double)fxb.notices / secs);
+    if (aof_dir != NULL)
+        printf("  durable at %.2f s: the bench's fsync of the AOF files after the last reply "
+               "took %.3f s\n",
+               durable, fsync_s);
     if (have_waitaof)
         printf("  WAITAOF 1 0 0 answered %.3f s after the last reply\n", waitaof_s);
-    else
+    else if (aof_dir == NULL)
         printf("  durable: %s (no WAITAOF in redis %s)\n",
                strcmp(fsync, "always") == 0
                    ? "at the last reply (appendfsync always fsyncs before replying)"
@@ -732,27 +764,27 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     int rc = 0;
-    long long hlen = -1, used = -1, payouts = -1, logs = -1, log_entries = -1, inboxes = -1,
-              lists = -1;
+    long long hlen = -1, used = -1, payouts = -1, payout_entries = -1, logs = -1, log_entries = -1,
+              inboxes = -1, lists = -1;
     if (do_verify) {
         const char *a1[] = {"HLEN", "{b:" PID "}:ent"};
         const char *a2[] = {"HGET", "{b:" PID "}:policy", "grants_used"};
-        const char *a3[] = {"XLEN", "{b:" PID "}:payouts"};
         hlen = integer_of(s, 2, a1);
         used = integer_of(s, 3, a2);
-        payouts = integer_of(s, 2, a3);
-        logs = log_transitions(s, &log_entries);
+        payouts = stream_n_total(s, "{b:" PID "}:payouts", &payout_entries);
+        logs = stream_n_total(s, "{b:" PID "}:log", &log_entries);
         if (!count_inboxes(s, &inboxes, &lists))
             return 1;
         long long want = (long long)n_subjects;
         if (inboxes_exist)
             inboxes -= want; /* the earlier notices */
         bool ok = hlen == want && used == want && payouts == want && logs == want &&
-                  inboxes == want && lists == want && fxb.notices == n_subjects && fxb.other == 0;
-        printf("  check: ent HLEN %lld, grants_used %lld, payouts XLEN %lld, transitions "
-               "logged %lld (in %lld log entries), inbox messages %lld (new), benefit lists "
-               "%lld (each should be %zu): %s\n",
-               hlen, used, payouts, logs, log_entries, inboxes, lists, n_subjects,
+                  inboxes == want && lists == want && fxb.notices == n_subjects &&
+                  fxb.granted == n_subjects && fxb.refused == 0 && fxb.unsent == 0;
+        printf("  check: ent HLEN %lld, grants_used %lld, disbursement keys %lld (in %lld "
+               "entries), transitions logged %lld (in %lld log entries), inbox messages %lld "
+               "(new), benefit lists %lld (each should be %zu): %s\n",
+               hlen, used, payouts, payout_entries, logs, log_entries, inboxes, lists, n_subjects,
                ok ? "OK" : "FAILED");
         if (!ok)
             rc = 3;
@@ -776,7 +808,7 @@ int main(int argc, char **argv)
         long long memb = info_field(s, "memory", "used_memory");
         redis_cpu(s, &cpu0, &main0);
         rewrites0 = info_field(s, "persistence", "aof_rewrites");
-        bsecs = phase(true, &base);
+        bsecs = baseline_phase(&base);
         redis_cpu(s, &cpu1, &main1);
         rewrites1 = info_field(s, "persistence", "aof_rewrites");
         if (!base.ok)
@@ -793,12 +825,16 @@ int main(int argc, char **argv)
                rewrites1 - rewrites0);
         printf("  fxb / baseline time: %.2fx\n", secs / bsecs);
     }
+    /* without -A, with everysec, the last reply is all there is to judge by
+     * (durable within about a second of it) */
     printf("\ntarget: 1 M matched entitlements + inbox messages durable in under 10 s: %s "
-           "(%.2f s for %zu, appendfsync %s)\n",
-           secs < 10.0 * (double)n_subjects / 1e6 ? "MET" : "MISSED", secs, n_subjects, fsync);
-    printf("RESULT fsync=%s n=%zu threads=%d batch=%zu secs=%.3f ent_per_s=%.0f notices_per_s=%.0f "
-           "used_memory=%lld baseline_secs=%.3f check=%s\n",
-           fsync, n_subjects, threads, batch, secs, (double)fxb.granted / secs,
+           "(%.2f s for %zu, appendfsync %s, %s)\n",
+           durable < 10.0 * (double)n_subjects / 1e6 ? "MET" : "MISSED", durable, n_subjects, fsync,
+           aof_dir != NULL ? "last reply + fsync of the AOF" : "last reply");
+    printf("RESULT fsync=%s n=%zu threads=%d batch=%zu secs=%.3f fsync_secs=%.3f "
+           "durable_secs=%.3f ent_per_s=%.0f notices_per_s=%.0f used_memory=%lld "
+           "baseline_secs=%.3f check=%s\n",
+           fsync, n_subjects, threads, batch, secs, fsync_s, durable, (double)fxb.granted / secs,
            (double)fxb.notices / secs, mem1, bsecs, rc == 0 ? "ok" : "failed");
     fxb_store_free(s);
     return rc;

@@ -65,6 +65,8 @@ static const setting settings[] = {
      "how often expired application deadlines are swept (withdraw / revoke)"},
     {"FXB_BENEFIT_ENGINE", K_BOOL, FIELD(benefit_engine), 0, 0,
      "run the benefit matching engine (one leader per Redis matches policies to profiles)"},
+    {"FXB_BENEFIT_WRITERS", K_INT, FIELD(benefit_writers), 1, 8,
+     "Redis connections (one thread each) a full benefit match writes its grants over"},
     {"FXB_BENEFIT_RECHECK_MS", K_INT, FIELD(benefit_recheck_ms), 1000, 86400000,
      "how often the benefit engine re-checks every published policy against its entitlements"},
     {"FXB_MAX_CONCURRENT_STREAMS", K_INT, FIELD(max_concurrent_streams), 1, 100000,
@@ -419,6 +421,7 @@ void fxb_config_defaults(fxb_config *cfg)
     cfg->sweep_interval_ms = 30000;
     cfg->benefit_engine = true;
     cfg->benefit_recheck_ms = 3600000;
+    cfg->benefit_writers = 2;
     cfg->max_concurrent_streams = 1000;
     cfg->keepalive_time_ms = 7200000;
     cfg->keepalive_timeout_ms = 20000;

@@ -6,9 +6,11 @@
  * the outbox entry needs the id Redis just gave). A batch wakes and reads
  * presence once per round trip, not once per notice: one PUBLISH of all
  * its subjects, one MGET of their counters (a standalone Redis; on Redis
- * Cluster the MGET would have to be split by hash slot). Reading and read
- * marks live in the InboxService (services/inbox), which owns the scripts
- * over both keys. */
+ * Cluster the MGET would have to be split by hash slot), and queues one
+ * multicast outbox entry per kind and title of the round trip's offline
+ * notices rather than one per subject. Reading and read marks live in
+ * the InboxService (services/inbox), which owns the scripts over both
+ * keys. */
 #include "store/inbox.h"
 
 #include <inttypes.h>
@@ -213,16 +215,29 @@ fxb_code fxb_inbox_append(fxb_store *s, const char *subject, const char *kind, c
 /* Notices per pipelined round trip of fxb_inbox_append_batch: their XADDs,
  * ONE PUBLISH naming all their subjects and ONE MGET of their presence
  * counters, after the outbox entries of the chunk before (which need the
- * ids its XADDs returned), so a batch of n costs about n / BATCH_CHUNK + 1
- * round trips and n + 2 commands per chunk (three per notice before: a
- * PUBLISH and a GET each cost Redis about as much as the XADD). A thousand
- * per round trip (the benefit engine's batch: two round trips) rather than
- * a few hundred: with appendfsync always every round trip waits for an
- * fsync, and a thousand notices keep Redis busy for only a few ms. */
+ * ids its XADDs returned): one multicast entry per (kind, title) of its
+ * offline notices, so a batch of n costs about n / BATCH_CHUNK + 1 round
+ * trips and n + 2 commands per chunk plus one per group (a bulk notice is
+ * one group; before, a PUBLISH, a GET and an outbox XADD per notice each
+ * cost Redis about as much as the inbox XADD). A thousand per round trip
+ * (the benefit engine's batch: two round trips) rather than a few
+ * hundred: with appendfsync always every round trip waits for an fsync,
+ * and a thousand notices keep Redis busy for only a few ms. */
 #define BATCH_CHUNK    1000
 #define ONLINE_KEY_MAX (sizeof FXB_PUSH_ONLINE_PREFIX + FXB_KEY_ID_MAX)
 
-/* What one round trip of a batch needs; allocated once per batch. */
+/* Hash slots of the (kind, title) groups of a round trip: a power of two
+ * at least twice BATCH_CHUNK, so probes stay short. */
+#define GROUP_SLOTS 2048
+_Static_assert(BATCH_CHUNK <= FXB_PUSH_MULTICAST_MAX, "a group must fit one multicast entry");
+_Static_assert(GROUP_SLOTS >= 2 * BATCH_CHUNK && (GROUP_SLOTS & (GROUP_SLOTS - 1)) == 0,
+               "GROUP_SLOTS: a power of two, at least twice BATCH_CHUNK");
+
+/* What one round trip of a batch needs; allocated once per batch. The
+ * outbox part holds the entries of the round trip before (sent with this
+ * one): every group's text fits, since a round trip's groups together
+ * hold at most BATCH_CHUNK notices, each at most FXB_KEY_ID_MAX + 1 bytes
+ * of subjects and ID_OUT_MAX of ids with their separator. */
 typedef struct batch_ws {
     char key[BATCH_CHUNK][INBOX_KEY_MAX];
     char online[BATCH_CHUNK][ONLINE_KEY_MAX];
@@ -230,11 +245,92 @@ typedef struct batch_ws {
     const char *publish[3];
     char payload[BATCH_CHUNK * (FXB_KEY_ID_MAX + 1)]; /* subjects, "\n" between */
     const char *mget[1 + BATCH_CHUNK];
-    char id[BATCH_CHUNK][ID_OUT_MAX]; /* of the offline notices, for the outbox */
-    const char *outbox[BATCH_CHUNK][14];
     fxb_store_cmd cmds[3 * BATCH_CHUNK];
     redisReply *replies[3 * BATCH_CHUNK];
+    /* grouping the offline notices of a round trip by (kind, title) */
+    char id[BATCH_CHUNK][ID_OUT_MAX]; /* by place in the chunk, offline ones only */
+    uint16_t slot[GROUP_SLOTS];       /* group + 1, 0 = free */
+    size_t first[BATCH_CHUNK];        /* a group's first notice: its kind and title */
+    size_t last[BATCH_CHUNK];         /* and its last, to append */
+    size_t count[BATCH_CHUNK];
+    size_t next[BATCH_CHUNK]; /* a notice's successor in its group */
+    /* the multicast entries, one per group */
+    char subjects[BATCH_CHUNK * (FXB_KEY_ID_MAX + 1)];
+    char ids[BATCH_CHUNK * ID_OUT_MAX];
+    char n_text[BATCH_CHUNK][24];
+    const char *outbox[BATCH_CHUNK][16];
 } batch_ws;
+
+/* FNV-1a of kind, a NUL, and title. */
+static uint32_t group_hash(const char *kind, const char *title)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = kind;; p++) {
+        h = (h ^ (unsigned char)*p) * 16777619u;
+        if (*p == '\0')
+            break;
+    }
+    for (const char *p = title; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h;
+}
+
+/* The group of notice i of the chunk (msgs = the chunk) among the ng groups
+ * so far; a new one (ng + 1) when its kind and title are new. */
+static size_t group_find(batch_ws *w, const fxb_inbox_msg *msgs, size_t i, size_t *ng)
+{
+    const fxb_inbox_msg *m = &msgs[i];
+    size_t h = group_hash(m->kind, m->title) & (GROUP_SLOTS - 1);
+    for (;; h = (h + 1) & (GROUP_SLOTS - 1)) {
+        if (w->slot[h] == 0) {
+            size_t g = (*ng)++;
+            w->slot[h] = (uint16_t)(g + 1);
+            w->first[g] = i;
+            w->last[g] = i;
+            w->count[g] = 0;
+            return g;
+        }
+        const fxb_inbox_msg *f = &msgs[w->first[w->slot[h] - 1]];
+        if (strcmp(f->kind, m->kind) == 0 && strcmp(f->title, m->title) == 0)
+            return w->slot[h] - 1u;
+    }
+}
+
+/* Writes the multicast outbox entry of every group (ng of them, offline
+ * notices of the chunk msgs linked by w->next) into w->outbox; returns ng.
+ * Subjects and ids go into w->subjects and w->ids, one group after the
+ * other. */
+static size_t outbox_groups(batch_ws *w, const fxb_inbox_msg *msgs, size_t ng,
+                            const char *outbox_max)
+{
+    size_t sl = 0, il = 0;
+    for (size_t g = 0; g < ng; g++) {
+        char *subjects = w->subjects + sl, *ids = w->ids + il;
+        size_t i = w->first[g];
+        for (size_t k = 0; k < w->count[g]; k++, i = w->next[i]) {
+            size_t ns = strlen(msgs[i].subject); /* checked: at most FXB_KEY_ID_MAX */
+            size_t ni = strlen(w->id[i]);        /* below ID_OUT_MAX */
+            if (k > 0) {
+                w->subjects[sl++] = '\n';
+                w->ids[il++] = '\n';
+            }
+            memcpy(w->subjects + sl, msgs[i].subject, ns);
+            memcpy(w->ids + il, w->id[i], ni);
+            sl += ns;
+            il += ni;
+        }
+        w->subjects[sl++] = '\0';
+        w->ids[il++] = '\0';
+        snprintf(w->n_text[g], sizeof w->n_text[g], "%zu", w->count[g]);
+        const fxb_inbox_msg *f = &msgs[w->first[g]];
+        const char *o[16] = {"XADD", FXB_PUSH_OUTBOX, "MAXLEN",   "~",      outbox_max,
+                             "*",    "kind",          f->kind,    "title",  f->title,
+                             "n",    w->n_text[g],    "subjects", subjects, "message_ids",
+                             ids};
+        memcpy(w->outbox[g], o, sizeof o);
+    }
+    return ng;
+}
 
 /* Joins the subjects of msgs[0..m) with "\n" into out (room for m subjects
  * of FXB_KEY_ID_MAX and their separators), skipping a subject equal to the
@@ -297,7 +393,7 @@ fxb_code fxb_inbox_append_batch(fxb_store *s, const fxb_inbox_msg *msgs, size_t 
         size_t m = n - start < BATCH_CHUNK ? n - start : BATCH_CHUNK;
         size_t nc = 0;
         for (size_t j = 0; j < pending; j++)
-            w->cmds[nc++] = (fxb_store_cmd){14, w->outbox[j], NULL};
+            w->cmds[nc++] = (fxb_store_cmd){16, w->outbox[j], NULL};
         for (size_t i = 0; i < m; i++) {
             const fxb_inbox_msg *msg = &msgs[start + i];
             fxb_inbox_key(w->key[i], INBOX_KEY_MAX, msg->subject);
@@ -337,7 +433,9 @@ fxb_code fxb_inbox_append_batch(fxb_store *s, const fxb_inbox_msg *msgs, size_t 
         redisReply **r = w->replies + pending;
         const redisReply *g = m > 0 ? r[m + 1] : NULL;
         bool presence = g != NULL && g->type == REDIS_REPLY_ARRAY && g->elements == m;
-        pending = 0;
+        size_t ng = 0;
+        if (m > 0)
+            memset(w->slot, 0, sizeof w->slot);
         for (size_t i = 0; i < m; i++) {
             const redisReply *x = r[i];
             if (x->type != REDIS_REPLY_STRING || x->len >= ID_OUT_MAX) {
@@ -350,16 +448,15 @@ fxb_code fxb_inbox_append_batch(fxb_store *s, const fxb_inbox_msg *msgs, size_t 
             const redisReply *c = presence ? g->element[i] : NULL;
             if (c != NULL && c->type == REDIS_REPLY_STRING && strtoll(c->str, NULL, 10) > 0)
                 continue;
-            /* nobody listens: queue it for the vendor push adaptor */
-            const fxb_inbox_msg *msg = &msgs[start + i];
-            memcpy(w->id[pending], x->str, x->len + 1);
-            const char *o[14] = {
-                "XADD", FXB_PUSH_OUTBOX, "MAXLEN",     "~",          outbox_max,
-                "*",    "subject",       msg->subject, "message_id", w->id[pending],
-                "kind", msg->kind,       "title",      msg->title};
-            memcpy(w->outbox[pending], o, sizeof o);
-            pending++;
+            /* nobody listens: into its (kind, title) group for the vendor
+             * push adaptor */
+            memcpy(w->id[i], x->str, x->len + 1);
+            size_t k = group_find(w, msgs + start, i, &ng);
+            if (w->count[k]++ > 0)
+                w->next[w->last[k]] = i;
+            w->last[k] = i;
         }
+        pending = outbox_groups(w, msgs + start, ng, outbox_max);
         for (size_t j = 0; j < nc; j++)
             freeReplyObject(w->replies[j]);
         start += m;

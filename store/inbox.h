@@ -23,11 +23,27 @@
  *                                 the subject on any server (push.c keeps
  *                                 it); one GET per append, one MGET per
  *                                 round trip of a batch
- *   fxb:push:outbox               stream: subject, message_id, kind, title,
- *                                 added only when the subject has no live
- *                                 subscription: what the vendor push adaptor
- *                                 delivers to offline devices (capped ~
- *                                 FXB_PUSH_OUTBOX_MAX) */
+ *   fxb:push:outbox               stream of notices to subjects with no
+ *                                 live subscription: what the vendor push
+ *                                 adaptor delivers to offline devices
+ *                                 (capped ~ FXB_PUSH_OUTBOX_MAX). Two
+ *                                 shapes of entry:
+ *                                 single (fxb_inbox_append): subject,
+ *                                   message_id, kind, title;
+ *                                 multicast (fxb_inbox_append_batch,
+ *                                   always, even for one subject): kind,
+ *                                   title, n (decimal, 1..
+ *                                   FXB_PUSH_MULTICAST_MAX), subjects (n
+ *                                   ids joined by "\n"), message_ids (their
+ *                                   n inbox ids, same order): one entry per
+ *                                   (kind, title) of a round trip's offline
+ *                                   notices, in order of first appearance,
+ *                                   subjects in the batch's order. Vendor
+ *                                   push services take one message to many
+ *                                   devices, so a bulk notice costs Redis
+ *                                   one entry per round trip, not one per
+ *                                   subject. An entry with n, subjects or
+ *                                   message_ids is multicast */
 #ifndef FXB_STORE_INBOX_H
 #define FXB_STORE_INBOX_H
 
@@ -47,6 +63,9 @@
 #define FXB_PUSH_ONLINE_PREFIX "fxb:push:online:"
 #define FXB_PUSH_OUTBOX        "fxb:push:outbox"
 #define FXB_PUSH_OUTBOX_MAX    100000
+/* Subjects in one multicast outbox entry at most (a round trip of a
+ * batch). */
+#define FXB_PUSH_MULTICAST_MAX 1000
 
 /* "u" for an account id, "e" for an enterprise id ("e" + 24 lower-case
  * hex); NULL when subject is neither. */
@@ -75,10 +94,12 @@ typedef struct fxb_inbox_msg {
     const char *subject, *kind, *title, *body, *ref;
 } fxb_inbox_msg;
 
-/* Appends n notices in pipelined round trips (the XADDs and outbox entries
- * of fxb_inbox_append, up to a thousand per round trip, with one PUBLISH and
- * one presence MGET per round trip): for bulk notices (benefits granted to
- * many subjects). Every message is
+/* Appends n notices in pipelined round trips (the XADDs of
+ * fxb_inbox_append, up to a thousand per round trip, with one PUBLISH and
+ * one presence MGET per round trip, and one multicast outbox entry per
+ * (kind, title) of the round trip's offline notices, sent with the next
+ * one): for bulk notices (benefits granted to many subjects). Every
+ * message is
  * validated first (INVALID_ARGUMENT INBOX_MESSAGE_INVALID, nothing
  * written). *appended receives how many XADDs succeeded (a store failure
  * part-way returns the error with the count so far). */

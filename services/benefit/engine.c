@@ -48,6 +48,7 @@
 #include "server/handler.h"
 #include "server/log.h"
 #include "services/benefit/entitlement.h"
+#include "services/benefit/grantout.h"
 #include "services/benefit/index.h"
 #include "services/benefit/notice.h"
 #include "services/benefit/policy.h"
@@ -96,6 +97,10 @@ typedef struct slot {
 /* The leader's working state (engine thread only). */
 typedef struct eng {
     fxb_store *st;
+    /* a full match's write-out (grantout.h) runs on st and these, one
+     * thread each: n_stores = FXB_BENEFIT_WRITERS */
+    fxb_store *writers[FXB_GRANTOUT_STORES_MAX - 1];
+    size_t n_stores;
     const fxb_schema *schema;
     fxb_index *ix[2]; /* by fxb_subject_type */
     slot **pols;
@@ -756,41 +761,27 @@ static bool rowset_has(const rowset *rs, const char *subject)
     return false;
 }
 
-/* Feeds matched rows to fxb_ent_match_batch in batches. */
-typedef struct granter {
-    eng *e;
-    const slot *s;
+/* The matched rows' subjects, for fxb_grantout_run. */
+typedef struct collector {
     const fxb_index *ix;
-    fxb_ent_match m[FXB_ENT_BATCH_MAX];
-    size_t n;
-    fxb_code rc;
-    fxb_err *err;
-} granter;
+    const char **subjects;
+    size_t n, cap;
+} collector;
 
-static bool granter_flush(granter *gr)
+static bool collect_row(uint32_t row, void *arg)
 {
-    if (gr->n == 0)
-        return true;
-    if (!lease_ok(gr->e)) {
-        gr->rc = interrupted(gr->err);
-        return false;
-    }
-    gr->rc = match_batch(gr->e, gr->s, gr->m, gr->n, gr->err);
-    gr->n = 0;
-    return gr->rc == FXB_OK;
+    collector *c = arg;
+    const char *subj = fxb_index_subject(c->ix, row);
+    if (subj != NULL && c->n < c->cap)
+        c->subjects[c->n++] = subj;
+    return true;
 }
 
-static bool granter_row(uint32_t row, void *arg)
+/* fxb_grantout_run's go: the lease, before each batch of the engine's
+ * thread. */
+static fxb_code grantout_go(void *arg, fxb_err *err)
 {
-    granter *gr = arg;
-    const char *subj = fxb_index_subject(gr->ix, row);
-    if (subj == NULL)
-        return true;
-    gr->m[gr->n].subject = subj;
-    gr->m[gr->n].held = "";
-    if (++gr->n == FXB_ENT_BATCH_MAX)
-        return granter_flush(gr);
-    return true;
+    return lease_ok(arg) ? FXB_OK : interrupted(err);
 }
 
 /* Full match of a policy: grants (or holds / queues) every subject its rule
@@ -805,22 +796,21 @@ static fxb_code full_match(eng *e, const slot *s, void **rows_out, fxb_err *err)
     void *rows = fxb_index_match(ix, s->rule, today(now));
     if (rows == NULL)
         return oom(err);
-    granter *gr = malloc(sizeof *gr);
-    if (gr == NULL) {
+    /* the subjects are the index's own strings: the index does not change
+     * while this thread writes them out */
+    size_t cap = (size_t)fxb_index_rows_count(rows);
+    collector c = {ix, malloc((cap + 1) * sizeof *c.subjects), 0, cap};
+    if (c.subjects == NULL) {
         fxb_index_rows_free(rows);
         return oom(err);
     }
-    gr->e = e;
-    gr->s = s;
-    gr->ix = ix;
-    gr->n = 0;
-    gr->rc = FXB_OK;
-    gr->err = err;
-    fxb_index_rows_each(rows, granter_row, gr);
-    if (gr->rc == FXB_OK)
-        granter_flush(gr);
-    fxb_code rc = gr->rc;
-    free(gr);
+    fxb_index_rows_each(rows, collect_row, &c);
+    fxb_store *stores[FXB_GRANTOUT_STORES_MAX] = {e->st};
+    for (size_t i = 1; i < e->n_stores; i++)
+        stores[i] = e->writers[i - 1];
+    fxb_code rc = fxb_grantout_run(stores, e->n_stores, &s->p, c.subjects, c.n, BY, grantout_go, e,
+                                   NULL, err);
+    free(c.subjects);
     uint64_t count = fxb_index_rows_count(rows);
     if (rc == FXB_OK) {
         fxb_err nerr;
@@ -1701,6 +1691,17 @@ static bool random_token(char out[TOKEN_LEN + 1])
     return true;
 }
 
+static void stores_free(eng *e)
+{
+    fxb_store_free(e->st);
+    e->st = NULL;
+    for (size_t i = 0; i + 1 < e->n_stores; i++) {
+        fxb_store_free(e->writers[i]);
+        e->writers[i] = NULL;
+    }
+    e->n_stores = 0;
+}
+
 fxb_code fxb_engine_start(const fxb_config *cfg, int recheck_ms, fxb_err *err)
 {
     pthread_mutex_lock(&g.mu);
@@ -1738,12 +1739,24 @@ fxb_code fxb_engine_start(const fxb_config *cfg, int recheck_ms, fxb_err *err)
         rc = err->code;
         goto out;
     }
+    e->n_stores = 1;
+    size_t writers = cfg->benefit_writers >= 1 && cfg->benefit_writers <= FXB_GRANTOUT_STORES_MAX
+                         ? (size_t)cfg->benefit_writers
+                         : 2;
+    while (e->n_stores < writers) {
+        e->writers[e->n_stores - 1] = fxb_store_new(&so, err);
+        if (e->writers[e->n_stores - 1] == NULL) {
+            rc = err->code;
+            stores_free(e);
+            goto out;
+        }
+        e->n_stores++;
+    }
     memset(&g.status, 0, sizeof g.status);
     snprintf(g.status.feed_id, sizeof g.status.feed_id, "0-0");
     atomic_store(&g.stop, false);
     if (pthread_create(&g.thread, NULL, engine_main, NULL) != 0) {
-        fxb_store_free(e->st);
-        e->st = NULL;
+        stores_free(e);
         rc = fxb_err_set(err, FXB_INTERNAL, "START_FAILED", ZH_BUSY,
                          "cannot start the benefit engine thread");
         goto out;
@@ -1769,8 +1782,7 @@ void fxb_engine_stop(void)
     eng *e = &g.e;
     drop_state(e);
     fxb_arena_free(&e->batch);
-    fxb_store_free(e->st);
-    e->st = NULL;
+    stores_free(e);
     pthread_mutex_lock(&g.mu);
     g.status.running = false;
     g.status.leader = false;

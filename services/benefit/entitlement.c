@@ -5,8 +5,9 @@
  * the hot path of a city-wide publish (a million subjects): it reads the
  * batch's current values with one HMGET, writes them back with one HSET,
  * the counters with a few HINCRBYs and the log with one entry per kind of
- * transition, so each subject costs its disbursement (one XADD per cash
- * grant: the payment system's idempotency key) plus a little Lua.
+ * transition and the disbursements with one entry per batch (a 批量代发
+ * file: every grant's idempotency key in one XADD), so each subject costs
+ * its share of those writes plus a little Lua.
  *
  * Counters are gauges of the entitlements by state (n_matched ... n_ended)
  * plus what the grants hold: grants_used = GRANTED + PAID, budget_used_fen =
@@ -198,6 +199,10 @@ void fxb_ent_disbursement_key(char out[FXB_ENT_KEY_MAX + 1], const char *policy_
     "  end\n"                                                                                      \
     "  return note, flush\n"                                                                       \
     "end\n"                                                                                        \
+    "local function disburse(k, op, n, keys, amt, now)\n"                                          \
+    "  redis.call('XADD', k, '*', 'op', op, 'n', string.format('%d', n), 'keys', keys,\n"          \
+    "    'amount_fen', amt, 'at_ms', now)\n"                                                       \
+    "end\n"                                                                                        \
     "local function open(p, t)\n"                                                                  \
     "  local from, till = tonumber(p[2]) or 0, tonumber(p[3]) or 0\n"                              \
     "  return p[1] == '2' and t >= from and (till == 0 or t < till)\n"                             \
@@ -230,7 +235,8 @@ static fxb_script match_script = FXB_SCRIPT(
     "local cur = redis.call('HMGET', KEYS[2], unpack(ARGV, 6, 5 + n))\n"
     "local out, hset, queue, seen, kept = {}, {}, {}, {}, {}\n"
     "local dm, dc, dg, de, du = 0, 0, 0, 0, 0\n"
-    "local pay = KEYS[5]\n"
+    "local pays, np, pfx = {}, 0, pid .. ':'\n"
+    "local fresh = '3,1,' .. now .. ',' .. now .. ',-,-'\n"
     "local note, flush = logbatch(KEYS[4], by, now)\n"
     "local function full()\n"
     "  if quota > 0 and used >= quota then return 'QUOTA_EXHAUSTED' end\n"
@@ -240,8 +246,9 @@ static fxb_script match_script = FXB_SCRIPT(
     "local function grant(s, rd)\n"
     "  used, spent, du = used + 1, spent + amount, du + 1\n"
     "  if cash then\n"
-    "    redis.call('XADD', pay, '*', 'key', pid .. ':' .. s .. ':' .. rd, 'op', 'pay',\n"
-    "      'subject', s, 'amount_fen', amt, 'at_ms', now)\n"
+    "    if np > 0 then np = np + 1; pays[np] = ',' end\n"
+    "    pays[np + 1], pays[np + 2], pays[np + 3], pays[np + 4] = pfx, s, ':', rd\n"
+    "    np = np + 4\n"
     "  end\n"
     "end\n"
     "for i = 1, n do\n"
@@ -285,9 +292,12 @@ static fxb_script match_script = FXB_SCRIPT(
     "          grant(s, rd)\n"
     "        end\n"
     "      end\n"
-    "      hset[#hset + 1] = s\n"
-    "      hset[#hset + 1] = to .. ',' .. rd .. ',' .. now .. ',' .. now .. ',' .. rs .. ',' .. "
-    "hd\n"
+    "      local nh = #hset\n"
+    "      hset[nh + 1] = s\n"
+    "      if to == '3' and rd == '1' and hd == '-' then hset[nh + 2] = fresh\n"
+    "      else\n"
+    "        hset[nh + 2] = to .. ',' .. rd .. ',' .. now .. ',' .. now .. ',' .. rs .. ',' .. hd\n"
+    "      end\n"
     "      note(s, from, to, rs)\n"
     "    end\n"
     "  end\n"
@@ -296,6 +306,7 @@ static fxb_script match_script = FXB_SCRIPT(
     "end\n"
     "if #hset > 0 then redis.call('HSET', KEYS[2], unpack(hset)) end\n"
     "if #queue > 0 then redis.call('ZADD', KEYS[3], unpack(queue)) end\n"
+    "if np > 0 then disburse(KEYS[5], 'pay', du, table.concat(pays), amt, now) end\n"
     "flush()\n"
     "incr(KEYS[1], 'n_matched', dm)\n"
     "incr(KEYS[1], 'n_confirmed', dc)\n"
@@ -383,8 +394,7 @@ static fxb_script step_script = FXB_SCRIPT(
     "  else\n"
     "    to, why = '3', '-'\n"
     "    if cash then\n"
-    "      redis.call('XADD', KEYS[5], '*', 'key', key, 'op', 'pay', 'subject', s,\n"
-    "        'amount_fen', p[6] or '0', 'at_ms', now)\n"
+    "      disburse(KEYS[5], 'pay', 1, key, p[6] or '0', now)\n"
     "    end\n"
     "    incr(KEYS[1], 'n_granted', 1)\n"
     "    incr(KEYS[1], 'grants_used', 1)\n"
@@ -408,8 +418,7 @@ static fxb_script step_script = FXB_SCRIPT(
     "    incr(KEYS[1], 'n_confirmed', -1)\n"
     "  else\n"
     "    if cash then\n"
-    "      redis.call('XADD', KEYS[5], '*', 'key', key, 'op', 'cancel', 'subject', s,\n"
-    "        'amount_fen', p[6] or '0', 'at_ms', now)\n"
+    "      disburse(KEYS[5], 'cancel', 1, key, p[6] or '0', now)\n"
     "    end\n"
     "    incr(KEYS[1], 'n_granted', -1)\n"
     "    incr(KEYS[1], 'grants_used', -1)\n"

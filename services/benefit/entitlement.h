@@ -51,11 +51,17 @@
  *                        granting 1,000 subjects writes one entry instead
  *                        of 1,000. Capped MAXLEN ~ 2,000,000 entries
  *   {b:<pid>}:payouts    stream, the disbursement outbox of the policy's
- *                        cash grants: key ("<pid>:<subject>:<round>", the
- *                        payment system's idempotency key), op ("pay" /
- *                        "cancel"), subject, amount_fen, at_ms. The payment
- *                        adaptor reads the subject's payout account itself
- *                        ({p:|e:<subject>}:payout, sealed) when it pays.
+ *                        cash grants, in batches as a bank's 批量代发 file:
+ *                        op ("pay" / "cancel"), n, keys (the n
+ *                        disbursement keys "<pid>:<subject>:<round>", the
+ *                        payment system's idempotency keys, joined by ","),
+ *                        amount_fen (each), at_ms. A match batch writes
+ *                        one "pay" entry for all its grants; a single
+ *                        transition (confirm, decline) an entry of n = 1.
+ *                        The payment adaptor reads the subject's payout
+ *                        account itself ({p:|e:<subject>}:payout, sealed)
+ *                        when it pays, and reports each key by
+ *                        RecordPayment.
  *   {b:<pid>}:paid       hash: disbursement key -> "<reference>,<paid_at_ms>"
  *                        (RecordPayment repeated with the same reference
  *                        answers the same; another reference for a paid key

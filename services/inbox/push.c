@@ -32,17 +32,25 @@
  *                               so a crashed server's counts vanish within
  *                               ONLINE_TTL_S. fxb_inbox_append reads it: a
  *                               subject online is not sent to the outbox
- *   fxb:push:outbox             stream: subject, message_id, kind, title of
- *                               notices to offline subjects (written by
- *                               fxb_inbox_append, capped ~100,000): the
- *                               vendor push adaptor's queue. In production
- *                               it is left to that adaptor (its own consumer
- *                               group); in development this thread is the
- *                               adaptor: consumer group "dev-sink" moves
- *                               every entry to
+ *   fxb:push:outbox             stream of notices to offline subjects
+ *                               (capped ~100,000), the vendor push
+ *                               adaptor's queue, in two shapes
+ *                               (store/inbox.h): single, subject,
+ *                               message_id, kind, title (fxb_inbox_append);
+ *                               multicast, kind, title, n, subjects and
+ *                               message_ids ("\n" between the n of each,
+ *                               same order; one per kind and title of a
+ *                               round trip of fxb_inbox_append_batch), for
+ *                               vendors that send one message to many
+ *                               devices. In production it is left to that
+ *                               adaptor (its own consumer group); in
+ *                               development this thread is the adaptor:
+ *                               consumer group "dev-sink" moves every
+ *                               entry, a multicast one as one single-shape
+ *                               entry per subject, to
  *   fxb:dev:push                stream (development only, capped ~10,000):
- *                               what the vendor would have pushed; tests
- *                               read it. */
+ *                               what the vendor would have pushed, in the
+ *                               single shape only; tests read it. */
 #include "services/inbox/push.h"
 
 #include <errno.h>
@@ -76,9 +84,19 @@
 #define READ_TIMEOUT_MS 200
 #define BACKOFF_MIN_MS  50
 #define BACKOFF_MAX_MS  2000
-/* Development sink: how often and how much it moves per run. */
+/* Development sink: how often and how much it moves per run (one script,
+ * atomic, so Redis serves nobody else meanwhile): at most SINK_BATCH
+ * entries and, once SINK_COPIES copies are made, no further entry. A
+ * multicast entry of up to FXB_PUSH_MULTICAST_MAX subjects becomes that
+ * many copies, so a run of 256 such entries would be 256,000 XADDs (about
+ * half a second of Redis); bounded by copies it is at most SINK_COPIES +
+ * FXB_PUSH_MULTICAST_MAX - 1 (measured here: 2,000 copies in 3.4 ms, so a
+ * worst-case run takes about 5 ms), while 256 single-shape entries still
+ * move in one run. SINK_RUNS_MAX runs per period keep up with about 80,000
+ * copies a second, more than the sink (capped at DEV_SINK_MAX) keeps. */
 #define SINK_PERIOD_MS 200
 #define SINK_BATCH     256
+#define SINK_COPIES    2000
 #define SINK_RUNS_MAX  8
 #define DEV_SINK_KEY   "fxb:dev:push"
 #define DEV_SINK_MAX   10000
@@ -395,38 +413,87 @@ static redisContext *connect_url(void)
     return c;
 }
 
-/* KEYS[1] the outbox, KEYS[2] the dev sink; ARGV: group, consumer, count,
- * sink cap. Moves up to count new entries atomically (read, copy, ack: no
- * entry is left pending by a crash); returns how many. */
-static fxb_script sink_script =
-    FXB_SCRIPT("push_dev_sink",
-               "redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')\n"
-               "local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],\n"
-               "                     'STREAMS', KEYS[1], '>')\n"
-               "if not r then return 0 end\n"
-               "local n = 0\n"
-               "for _, e in ipairs(r[1][2]) do\n"
-               "  if e[2] then\n"
-               "    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(e[2]))\n"
-               "  end\n"
-               "  redis.call('XACK', KEYS[1], ARGV[1], e[1])\n"
-               "  n = n + 1\n"
-               "end\n"
-               "return n\n");
+/* KEYS[1] the outbox, KEYS[2] the dev sink; ARGV: group, consumer, entries
+ * at most, copies at most, sink cap, FXB_PUSH_MULTICAST_MAX. Plays the
+ * vendor adaptor: moves new entries atomically (read, copy, ack: no entry
+ * is left pending by a crash), a single-shape entry as it is, a multicast
+ * one (store/inbox.h) as one single-shape entry per subject, in order. A
+ * malformed multicast entry (n not 1..max in plain decimal, a list with
+ * another count of pieces or an empty one, kind or title missing) or an
+ * entry of more than 32 fields is acked and dropped: one bad entry must
+ * not stop the queue. Entries are read one at a time so that the run stops
+ * once it has made `copies` copies: a run costs Redis at most about
+ * copies + max - 1 XADDs whatever the shapes. Returns {entries moved,
+ * copies made, 1 when it stopped at a bound (more may wait), else 0}. */
+static fxb_script sink_script = FXB_SCRIPT(
+    "push_dev_sink",
+    "redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')\n"
+    "local entries, copies = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local cap, nmax = ARGV[5], tonumber(ARGV[6])\n"
+    "local function split(s, n)\n"
+    "  local out, pos = {}, 1\n"
+    "  while #out < n do\n"
+    "    local i = string.find(s, '\\n', pos, true)\n"
+    "    local piece = string.sub(s, pos, i and i - 1 or -1)\n"
+    "    if piece == '' then return nil end\n"
+    "    out[#out + 1] = piece\n"
+    "    if not i then break end\n"
+    "    pos = i + 1\n"
+    "    if #out == n then return nil end\n"
+    "  end\n"
+    "  if #out ~= n then return nil end\n"
+    "  return out\n"
+    "end\n"
+    "local moved, copied = 0, 0\n"
+    "while moved < entries and copied < copies do\n"
+    "  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1,\n"
+    "                       'STREAMS', KEYS[1], '>')\n"
+    "  if not r or not r[1][2][1] then return {moved, copied, 0} end\n"
+    "  local e = r[1][2][1]\n"
+    "  local f = e[2]\n"
+    "  if f and #f <= 64 then\n"
+    "    local m = {}\n"
+    "    for i = 1, #f - 1, 2 do m[f[i]] = f[i + 1] end\n"
+    "    if m.n or m.subjects or m.message_ids then\n"
+    "      local n = m.n and #m.n <= 9 and string.match(m.n, '^[1-9]%d*$') and tonumber(m.n)\n"
+    "      local subs, ids\n"
+    "      if n and n <= nmax and m.kind and m.title and m.subjects and m.message_ids then\n"
+    "        subs = split(m.subjects, n)\n"
+    "        ids = subs and split(m.message_ids, n)\n"
+    "      end\n"
+    "      if ids then\n"
+    "        for k = 1, n do\n"
+    "          redis.call('XADD', KEYS[2], 'MAXLEN', '~', cap, '*', 'subject', subs[k],\n"
+    "                     'message_id', ids[k], 'kind', m.kind, 'title', m.title)\n"
+    "        end\n"
+    "        copied = copied + n\n"
+    "      end\n"
+    "    else\n"
+    "      redis.call('XADD', KEYS[2], 'MAXLEN', '~', cap, '*', unpack(f))\n"
+    "      copied = copied + 1\n"
+    "    end\n"
+    "  end\n"
+    "  redis.call('XACK', KEYS[1], ARGV[1], e[1])\n"
+    "  moved = moved + 1\n"
+    "end\n"
+    "return {moved, copied, 1}\n");
 
 static void dev_sink(void)
 {
     const char *keys[] = {FXB_PUSH_OUTBOX, DEV_SINK_KEY};
-    char count[16], max[16];
-    snprintf(count, sizeof count, "%d", SINK_BATCH);
+    char entries[16], copies[16], max[16], multicast[16];
+    snprintf(entries, sizeof entries, "%d", SINK_BATCH);
+    snprintf(copies, sizeof copies, "%d", SINK_COPIES);
     snprintf(max, sizeof max, "%d", DEV_SINK_MAX);
-    const char *args[] = {DEV_GROUP, "fxb-server", count, max};
+    snprintf(multicast, sizeof multicast, "%d", FXB_PUSH_MULTICAST_MAX);
+    const char *args[] = {DEV_GROUP, "fxb-server", entries, copies, max, multicast};
     for (int run = 0; run < SINK_RUNS_MAX; run++) {
         fxb_err err;
-        redisReply *r = fxb_store_eval(reg.cmd, &err, &sink_script, 2, keys, 4, args, NULL);
+        redisReply *r = fxb_store_eval(reg.cmd, &err, &sink_script, 2, keys, 6, args, NULL);
         if (r == NULL)
             return;
-        bool more = r->type == REDIS_REPLY_INTEGER && r->integer >= SINK_BATCH;
+        bool more = r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+                    r->element[2]->type == REDIS_REPLY_INTEGER && r->element[2]->integer == 1;
         freeReplyObject(r);
         if (!more)
             return;

@@ -562,10 +562,22 @@ class BenefitTest(ProxyMixin, t.TestCase):
 
     # === cash ===========================================================================
     def payouts(self, policy_id):
+        """The disbursements of the policy's outbox, one dict per key: an
+        entry (批量代发) carries n keys "<pid>:<subject>:<round>" joined by
+        ","; each dict gets the entry's op, amount_fen and at_ms, its key
+        and the subject the key names."""
         out = []
         for _id, fields in t.redis_cmd(self.srv.redis_url, "XRANGE",
                                        "{b:%s}:payouts" % policy_id, "-", "+") or []:
-            out.append({k.decode(): v.decode() for k, v in zip(fields[0::2], fields[1::2])})
+            f = {k.decode(): v.decode() for k, v in zip(fields[0::2], fields[1::2])}
+            self.assertEqual(sorted(f), ["amount_fen", "at_ms", "keys", "n", "op"])
+            keys = f["keys"].split(",")
+            self.assertEqual(int(f["n"]), len(keys))
+            for key in keys:
+                pid, subject, rnd = key.split(":")
+                self.assertEqual((pid, rnd.isdigit()), (policy_id, True), key)
+                out.append(dict(op=f["op"], amount_fen=f["amount_fen"], at_ms=f["at_ms"],
+                                key=key, subject=subject))
         return out
 
     def test_cash_grants_go_to_the_payout_outbox_and_payment_is_recorded_once(self):

@@ -557,6 +557,112 @@ class PushTest(ProxyMixin, t.TestCase):
         self.assertIsNotNone(t.wait_until(lambda: t.redis_cmd(
             self.srv.redis_url, "EXISTS", ONLINE + agent.account_id) == 0, timeout=5))
 
+    # --- multicast outbox entries (fxb_inbox_append_batch) -----------------------------
+    def sink_since(self, start):
+        """fxb:dev:push entries after id start (exclusive), oldest first, as
+        lists of (field, value) pairs in their order."""
+        out = []
+        for _id, fields in t.redis_cmd(self.srv.redis_url, "XRANGE", DEV_SINK, "(" + start,
+                                       "+") or []:
+            f = [x.decode() for x in fields]
+            out.append(list(zip(f[0::2], f[1::2])))
+        return out
+
+    def sink_mark(self):
+        last = t.redis_cmd(self.srv.redis_url, "XREVRANGE", DEV_SINK, "+", "-", "COUNT", 1)
+        return last[0][0].decode() if last else "0-0"
+
+    def multicast(self, kind, title, subjects, ids, n=None):
+        fields = ["kind", kind, "title", title, "n", str(len(subjects)) if n is None else n,
+                  "subjects", "\n".join(subjects), "message_ids", "\n".join(ids)]
+        return ["XADD", OUTBOX, "*"] + fields
+
+    def test_a_multicast_outbox_entry_reaches_the_vendor_sink_once_per_subject(self):
+        # the shape of store/inbox.h: kind, title, n, subjects, message_ids;
+        # the development sink (the vendor adaptor) sends one push per
+        # subject, in the single shape, in order
+        mark = self.sink_mark()
+        tag = secrets.token_hex(6)
+        subjects = ["mc%s%d" % (tag, k) for k in range(5)]
+        ids = ["1700000000000-%d" % k for k in range(5)]
+        single = ("mc%s-single" % tag, "1700000000001-0")
+        t.redis_cmds(self.srv.redis_url, [
+            self.multicast("benefit.granted", "惠民政策「高龄津贴」已为您办理", subjects, ids),
+            ["XADD", OUTBOX, "*", "subject", single[0], "message_id", single[1],
+             "kind", "proxy.offered", "title", "您收到一项代办授权邀请"]])
+
+        def mine():
+            got = [f for f in self.sink_since(mark) if dict(f).get("subject", "").startswith(
+                "mc" + tag)]
+            return got if len(got) >= 6 else None
+        got = t.wait_until(mine, timeout=5)
+        self.assertIsNotNone(got, "the sink did not copy all six")
+        want = [[("subject", sub), ("message_id", mid), ("kind", "benefit.granted"),
+                 ("title", "惠民政策「高龄津贴」已为您办理")] for sub, mid in zip(subjects, ids)]
+        want.append([("subject", single[0]), ("message_id", single[1]),
+                     ("kind", "proxy.offered"), ("title", "您收到一项代办授权邀请")])
+        self.assertEqual(got, want)
+
+    def test_a_malformed_multicast_entry_is_dropped_without_blocking_the_queue(self):
+        mark = self.sink_mark()
+        tag = secrets.token_hex(6)
+        bad_subjects = ["bad%s%d" % (tag, k) for k in range(3)]
+        ids = ["1-%d" % k for k in range(3)]
+        k, t_ = "benefit.granted", "标题"
+        bad = [
+            self.multicast(k, t_, bad_subjects, ids, n="4"),         # n above the lists
+            self.multicast(k, t_, bad_subjects, ids, n="2"),         # n below
+            self.multicast(k, t_, bad_subjects, ids[:2]),            # lists differ
+            self.multicast(k, t_, bad_subjects, ids, n="03"),        # not plain decimal
+            self.multicast(k, t_, bad_subjects, ids, n="3.0"),
+            self.multicast(k, t_, ["bad%s-%d" % (tag, x) for x in range(1001)],
+                           ["1-%d" % x for x in range(1001)]),  # past FXB_PUSH_MULTICAST_MAX
+            self.multicast(k, t_, [bad_subjects[0], "", bad_subjects[2]], ids),  # empty piece
+            self.multicast(k, t_, bad_subjects[:2] + [bad_subjects[2] + "\n"], ids),
+            ["XADD", OUTBOX, "*", "kind", k, "n", "3", "subjects", "\n".join(bad_subjects),
+             "message_ids", "\n".join(ids)],                      # no title
+            ["XADD", OUTBOX, "*", "title", t_, "subjects", bad_subjects[0]],  # no n
+            ["XADD", OUTBOX, "*"] + sum([["f%d" % x, "v"] for x in range(40)], []),
+        ]
+        good = ["good%s%d" % (tag, x) for x in range(2)]
+        replies = t.redis_cmds(self.srv.redis_url, bad + [
+            self.multicast(k, t_, good, ["2-0", "2-1"])])
+        bad_ids = [r.decode() for r in replies[:-1]]
+
+        def mine():
+            got = [dict(f).get("subject") for f in self.sink_since(mark)]
+            return got if set(good) <= set(got) else None
+        got = t.wait_until(mine, timeout=5)
+        self.assertIsNotNone(got, "the good entry after the bad ones did not move")
+        self.assertEqual([x for x in got if x and tag in x], good)
+        self.assertEqual([f for f in self.sink_since(mark) if dict(f).get("f0")], [],
+                         "the entry of 40 fields is dropped")
+        # the bad ones are acknowledged, not left pending
+        for mid in bad_ids:
+            pending = t.redis_cmd(self.srv.redis_url, "XPENDING", OUTBOX, "dev-sink", mid, mid, 1)
+            self.assertEqual(pending, [], mid)
+
+    def test_full_multicast_entries_all_reach_the_sink(self):
+        # three entries of FXB_PUSH_MULTICAST_MAX subjects: more than one
+        # run of the sink may copy (SINK_COPIES), so they take several
+        mark = self.sink_mark()
+        tag = secrets.token_hex(6)
+        cmds, want = [], []
+        for e in range(3):
+            subjects = ["f%s%d-%d" % (tag, e, x) for x in range(1000)]
+            ids = ["%d-%d" % (1700000000000 + e, x) for x in range(1000)]
+            cmds.append(self.multicast("benefit.paid", "第%d批" % e, subjects, ids))
+            want += list(zip(subjects, ids))
+        t.redis_cmds(self.srv.redis_url, cmds)
+
+        def mine():
+            got = [(d["subject"], d["message_id"]) for d in map(dict, self.sink_since(mark))
+                   if d.get("subject", "").startswith("f" + tag)]
+            return got if len(got) >= len(want) else None
+        got = t.wait_until(mine, timeout=10)
+        self.assertIsNotNone(got, "not every subject reached the sink")
+        self.assertEqual(got, want)
+
 
 class PushShutdownTest(t.TestCase):
     def test_shutdown_ends_open_subscriptions_with_unavailable(self):

@@ -235,6 +235,40 @@ static long long log_transitions(fxb_store *s)
     return total;
 }
 
+/* The disbursement keys of the payout outbox: each entry's n keys joined by
+ * "," (checked against its n). */
+static long long disbursement_keys(fxb_store *s)
+{
+    redisReply *r = xrange(s, PAYOUTS);
+    long long total = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        const char *n = field(r->element[i], "n"), *keys = field(r->element[i], "keys");
+        assert_non_null(n);
+        assert_non_null(keys);
+        long long k = 1;
+        for (const char *c = keys; *c; c++)
+            k += *c == ',';
+        assert_int_equal(k, strtoll(n, NULL, 10));
+        total += k;
+    }
+    freeReplyObject(r);
+    return total;
+}
+
+/* The recipients queued for vendor push: a multicast entry (a batch's
+ * notices, store/inbox.h) counts its n, a single one 1. */
+static long long push_recipients(fxb_store *s)
+{
+    redisReply *r = xrange(s, FXB_PUSH_OUTBOX);
+    long long total = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        const char *n = field(r->element[i], "n");
+        total += n != NULL ? strtoll(n, NULL, 10) : 1;
+    }
+    freeReplyObject(r);
+    return total;
+}
+
 /* The score of policy PID in the subject's list, or -1 when absent. */
 static long long list_score(fxb_store *s, const char *subject)
 {
@@ -285,10 +319,12 @@ static void test_a_match_grants_at_once_with_log_payout_and_list(void **state)
     assert_int_equal(r->elements, 1);
     char key[FXB_ENT_KEY_MAX + 1];
     fxb_ent_disbursement_key(key, PID, p, 1);
-    assert_string_equal(field(r->element[0], "key"), key);
+    assert_string_equal(field(r->element[0], "keys"), key);
+    assert_string_equal(field(r->element[0], "n"), "1");
     assert_string_equal(field(r->element[0], "op"), "pay");
-    assert_string_equal(field(r->element[0], "subject"), p);
+    assert_null(field(r->element[0], "subject"));
     assert_string_equal(field(r->element[0], "amount_fen"), "50000");
+    assert_string_equal(field(r->element[0], "at_ms"), "1750000000000");
     freeReplyObject(r);
 
     char list[64];
@@ -330,6 +366,54 @@ static void test_rematching_the_same_batch_changes_nothing(void **state)
     assert_int_equal(len_of(s, "XLEN", PAYOUTS), pay_len);
     char p[32];
     assert_int_equal(get_ent(s, subj(p, 'p', 0)).updated_ms, NOW);
+}
+
+/* A batch's cash grants are one disbursement entry (批量代发): every key of
+ * a grant in subject order, none for the held ones; each key is payable. */
+static void test_a_batch_writes_one_disbursement_entry_for_its_grants(void **state)
+{
+    fxb_store *s = *state;
+    make_policy(s, (policy_opts){.quota = 700});
+    enum { N = FXB_ENT_BATCH_MAX };
+    static fxb_ent_outcome o[N];
+    match_range(s, 'p', 0, N, NOW, o);
+    assert_int_equal(count_outcome(o, N, FXB_ENT_NEW_GRANTED), 700);
+    redisReply *r = xrange(s, PAYOUTS);
+    assert_int_equal(r->elements, 1);
+    assert_string_equal(field(r->element[0], "op"), "pay");
+    assert_string_equal(field(r->element[0], "n"), "700");
+    assert_string_equal(field(r->element[0], "amount_fen"), "50000");
+    const char *keys = field(r->element[0], "keys");
+    size_t at = 0;
+    for (unsigned i = 0; i < 700; i++) {
+        char p[32], key[FXB_ENT_KEY_MAX + 1];
+        fxb_ent_disbursement_key(key, PID, subj(p, 'p', i), 1);
+        size_t len = strlen(key);
+        if (strncmp(keys + at, key, len) != 0 || keys[at + len] != (i + 1 < 700 ? ',' : '\0'))
+            fail_msg("key %u is not %s at offset %zu", i, key, at);
+        at += len + 1;
+    }
+    /* the last key of the file pays like any other */
+    char p[32], key[FXB_ENT_KEY_MAX + 1];
+    fxb_ent_disbursement_key(key, PID, subj(p, 'p', 699), 1);
+    freeReplyObject(r);
+    fxb_ent e;
+    fxb_err err;
+    assert_int_equal(fxb_ent_pay(s, key, "PAY-0699", NOW + 5, NOW + 6, &e, NULL, &err), FXB_OK);
+    assert_int_equal(e.state, FXB_ENT_PAID);
+    /* re-matching writes no second file; a held subject granted later is
+     * its own batch */
+    match_range(s, 'p', 0, N, NOW + 10, o);
+    assert_int_equal(len_of(s, "XLEN", PAYOUTS), 1);
+    cmd(s, "HSET " PKEY " quota 701");
+    match_range(s, 'p', 0, N, NOW + 20, o);
+    assert_int_equal(count_outcome(o, N, FXB_ENT_NEW_GRANTED), 1);
+    r = xrange(s, PAYOUTS);
+    assert_int_equal(r->elements, 2);
+    assert_string_equal(field(r->element[1], "n"), "1");
+    fxb_ent_disbursement_key(key, PID, subj(p, 'p', 700), 1);
+    assert_string_equal(field(r->element[1], "keys"), key);
+    freeReplyObject(r);
 }
 
 static void test_a_subject_twice_in_one_batch_is_matched_once(void **state)
@@ -693,7 +777,8 @@ static void test_decline_of_a_cash_grant_cancels_its_disbursement_with_the_same_
     assert_int_equal(r->elements, 2);
     assert_string_equal(field(r->element[0], "op"), "pay");
     assert_string_equal(field(r->element[1], "op"), "cancel");
-    assert_string_equal(field(r->element[1], "key"), field(r->element[0], "key"));
+    assert_string_equal(field(r->element[1], "keys"), field(r->element[0], "keys"));
+    assert_string_equal(field(r->element[1], "n"), "1");
     assert_string_equal(field(r->element[1], "amount_fen"), "50000");
     freeReplyObject(r);
     assert_counters(s, (counters){.declined = 1});
@@ -927,7 +1012,7 @@ static void test_an_ended_entitlement_reopens_as_the_next_round(void **state)
     assert_int_equal(match_one(s, subjects[2], NOW + 12), FXB_ENT_NEW_GRANTED);
     assert_int_equal(get_ent(s, subjects[2]).round, 5);
     redisReply *r = xrange(s, PAYOUTS);
-    assert_string_equal(field(r->element[r->elements - 1], "key"),
+    assert_string_equal(field(r->element[r->elements - 1], "keys"),
                         PID ":p000000000000000000000003:5");
     freeReplyObject(r);
 }
@@ -1062,7 +1147,7 @@ static void test_two_matchers_racing_grant_exactly_the_quota(void **state)
                                   .granted = all.by_state[FXB_ENT_GRANTED],
                                   .used = 100,
                                   .spent = 100LL * AMOUNT});
-    assert_int_equal(len_of(s, "XLEN", PAYOUTS), 100);
+    assert_int_equal(disbursement_keys(s), 100);
     assert_int_equal(log_transitions(s), 450);
 }
 
@@ -1122,7 +1207,7 @@ static void test_notices_reach_accounts_and_enterprises_not_unlinked_persons(voi
     assert_int_equal(r->elements, 2);
     freeReplyObject(r);
     /* both offline: both queued for push */
-    assert_int_equal(len_of(s, "XLEN", FXB_PUSH_OUTBOX), 2);
+    assert_int_equal(push_recipients(s), 2);
 }
 
 static void test_each_kind_of_notice_says_what_happened(void **state)
@@ -1209,7 +1294,7 @@ static void test_many_notices_in_one_call(void **state)
         offline += i % 3 != 0 && i % 2 != 0;
     }
     assert_int_equal(sent, want);
-    assert_int_equal(len_of(s, "XLEN", FXB_PUSH_OUTBOX), offline);
+    assert_int_equal(push_recipients(s), offline);
     redisReply *r = inbox_of(s, "acct-5");
     assert_int_equal(r->elements, 1);
     freeReplyObject(r);
@@ -1225,6 +1310,7 @@ int main(void)
         T(test_a_match_grants_at_once_with_log_payout_and_list),
         T(test_a_non_cash_grant_has_no_disbursement),
         T(test_rematching_the_same_batch_changes_nothing),
+        T(test_a_batch_writes_one_disbursement_entry_for_its_grants),
         T(test_a_subject_twice_in_one_batch_is_matched_once),
         T(test_a_batch_logs_one_entry_per_kind_of_transition),
         T(test_a_lone_rematch_repairs_a_lost_list_entry),

@@ -4,7 +4,8 @@
  * the stream kept at about the latest FXB_INBOX_MAX; every notice published
  * for live push once it is readable, and queued for the vendor push outbox
  * only while its subject has no live subscription; batches append in order,
- * all or nothing on validation, with the same outbox rule, and publish
+ * all or nothing on validation, with the same outbox rule (one multicast
+ * entry per kind and title of a round trip's offline notices), and publish
  * their subjects together ("\n" between them), one publication per round
  * trip. */
 #include <stdarg.h>
@@ -446,13 +447,24 @@ static void test_a_batch_appends_every_notice_in_order(void **state)
         seq0 = seq;
     }
     freeReplyObject(r);
-    /* nobody listens: every one is queued for push, in the same order */
+    /* nobody listens: every one is queued for push, in the same order,
+     * each its own multicast entry of one (every title differs: the
+     * worst case of grouping) */
+    redisReply *inbox = fxb_store_command(s, &err, "XRANGE %s - +", PERSON_KEY);
+    assert_non_null(inbox);
     r = fxb_store_command(s, &err, "XRANGE %s - +", FXB_PUSH_OUTBOX);
     assert_non_null(r);
     assert_int_equal(r->elements, N);
-    for (size_t i = 0; i < N; i++)
-        assert_string_equal(field(r->element[i], "title"), titles[i]);
+    for (size_t i = 0; i < N; i++) {
+        const redisReply *e = r->element[i];
+        assert_int_equal(e->element[1]->elements, 10);
+        assert_string_equal(field(e, "title"), titles[i]);
+        assert_string_equal(field(e, "n"), "1");
+        assert_string_equal(field(e, "subjects"), PERSON);
+        assert_string_equal(field(e, "message_ids"), inbox->element[i]->element[0]->str);
+    }
     freeReplyObject(r);
+    freeReplyObject(inbox);
 }
 
 static void test_an_empty_batch_writes_nothing(void **state)
@@ -509,52 +521,240 @@ static void test_one_invalid_notice_refuses_the_whole_batch(void **state)
     assert_int_equal(stream_len(s, FXB_PUSH_OUTBOX), 0);
 }
 
-/* Presence decides per notice: online subjects are not queued for push,
- * offline ones are, with the id their inbox gave the notice. */
+/* The id of the newest notice in subject's inbox into id (32 bytes). */
+static void newest_id(fxb_store *s, const char *subject, char *id)
+{
+    char key[FXB_KEY_ID_MAX + 16];
+    assert_true(fxb_inbox_key(key, sizeof key, subject));
+    fxb_err err;
+    redisReply *x = fxb_store_command(s, &err, "XREVRANGE %s + - COUNT 1", key);
+    assert_non_null(x);
+    assert_int_equal(x->elements, 1);
+    assert_true(x->element[0]->element[0]->len < 32);
+    strcpy(id, x->element[0]->element[0]->str);
+    freeReplyObject(x);
+}
+
+static size_t count_char(const char *s, char c)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += *s == c;
+    return n;
+}
+
+/* Checks that e (an XRANGE element of the outbox) is the multicast entry
+ * of kind and title for subjects[want[0..k)], in that order, each with the
+ * id of the newest notice of its inbox: fields kind, title, n, subjects,
+ * message_ids, exactly. */
+static void expect_multicast(fxb_store *s, const redisReply *e, const char *kind, const char *title,
+                             const char *const *subjects, const int *want, size_t k)
+{
+    const redisReply *kv = e->element[1];
+    assert_int_equal(kv->elements, 10);
+    static const char *const names[] = {"kind", "title", "n", "subjects", "message_ids"};
+    for (size_t i = 0; i < 5; i++)
+        assert_string_equal(kv->element[2 * i]->str, names[i]);
+    assert_string_equal(field(e, "kind"), kind);
+    assert_string_equal(field(e, "title"), title);
+    char n[24];
+    snprintf(n, sizeof n, "%zu", k);
+    assert_string_equal(field(e, "n"), n);
+    char *subs = strdup(field(e, "subjects")), *ids = strdup(field(e, "message_ids"));
+    assert_non_null(subs);
+    assert_non_null(ids);
+    char *sp = NULL, *ip = NULL;
+    char *sub = strtok_r(subs, "\n", &sp), *id = strtok_r(ids, "\n", &ip);
+    for (size_t i = 0; i < k; i++) {
+        assert_non_null(sub);
+        assert_non_null(id);
+        assert_string_equal(sub, subjects[want[i]]);
+        char newest[32];
+        newest_id(s, sub, newest);
+        assert_string_equal(id, newest);
+        sub = strtok_r(NULL, "\n", &sp);
+        id = strtok_r(NULL, "\n", &ip);
+    }
+    assert_null(sub);
+    assert_null(id);
+    /* joined with single "\n": no empty piece strtok would have hidden */
+    assert_int_equal(count_char(field(e, "subjects"), '\n'), k - 1);
+    assert_int_equal(count_char(field(e, "message_ids"), '\n'), k - 1);
+    free(subs);
+    free(ids);
+}
+
+static void set_online(fxb_store *s, const char *subject)
+{
+    fxb_err err;
+    redisReply *r = fxb_store_command(s, &err, "SET " FXB_PUSH_ONLINE_PREFIX "%s 1", subject);
+    assert_non_null(r);
+    freeReplyObject(r);
+}
+
+/* Presence decides per notice: online subjects are not queued for push;
+ * the offline ones of a round trip (a thousand notices) are, together, in
+ * one multicast entry of their kind and title, each with the id its inbox
+ * gave the notice. */
 static void test_a_batch_queues_only_offline_subjects_for_push(void **state)
 {
     fxb_store *s = *state;
     fxb_err err;
     enum { N = 2100 };
-    static char subjects[N][16], titles[N][16];
+    static char names[N][16];
+    static const char *subjects[N];
     static fxb_inbox_msg msgs[N];
     for (int i = 0; i < N; i++) {
-        snprintf(subjects[i], sizeof subjects[i], "acct-%d", i);
-        snprintf(titles[i], sizeof titles[i], "t%d", i);
-        msgs[i] = (fxb_inbox_msg){subjects[i], "benefit.granted", titles[i], "b", NULL};
-        if (i % 2 == 0) {
-            redisReply *r =
-                fxb_store_command(s, &err, "SET " FXB_PUSH_ONLINE_PREFIX "%s 1", subjects[i]);
-            assert_non_null(r);
-            freeReplyObject(r);
-        }
+        snprintf(names[i], sizeof names[i], "acct-%d", i);
+        subjects[i] = names[i];
+        msgs[i] = (fxb_inbox_msg){subjects[i], "benefit.granted", "高龄津贴已为您办理", "b", NULL};
+        if (i % 2 == 0)
+            set_online(s, subjects[i]);
     }
     size_t appended = 0;
     assert_int_equal(fxb_inbox_append_batch(s, msgs, N, 5, &appended, &err), FXB_OK);
     assert_int_equal(appended, N);
     redisReply *r = fxb_store_command(s, &err, "XRANGE %s - +", FXB_PUSH_OUTBOX);
     assert_non_null(r);
-    assert_int_equal(r->elements, N / 2);
-    for (size_t j = 0; j < r->elements; j++) {
-        const redisReply *e = r->element[j];
-        int i = 2 * (int)j + 1; /* the odd ones, in order */
-        assert_string_equal(field(e, "subject"), subjects[i]);
-        assert_string_equal(field(e, "kind"), "benefit.granted");
-        assert_string_equal(field(e, "title"), titles[i]);
-        char key[64];
-        assert_true(fxb_inbox_key(key, sizeof key, subjects[i]));
-        redisReply *x = fxb_store_command(s, &err, "XRANGE %s - +", key);
-        assert_non_null(x);
-        assert_int_equal(x->elements, 1);
-        assert_string_equal(field(e, "message_id"), x->element[0]->element[0]->str);
-        freeReplyObject(x);
-    }
+    /* round trips of 1000, 1000 and 100 notices: 500, 500 and 50 offline */
+    assert_int_equal(r->elements, 3);
+    static int want[N / 2];
+    for (int i = 0; i < N / 2; i++)
+        want[i] = 2 * i + 1; /* the odd ones, in order */
+    expect_multicast(s, r->element[0], "benefit.granted", "高龄津贴已为您办理", subjects, want,
+                     500);
+    expect_multicast(s, r->element[1], "benefit.granted", "高龄津贴已为您办理", subjects,
+                     want + 500, 500);
+    expect_multicast(s, r->element[2], "benefit.granted", "高龄津贴已为您办理", subjects,
+                     want + 1000, 50);
     freeReplyObject(r);
     for (int i = 0; i < N; i += 2) {
         char key[64];
         assert_true(fxb_inbox_key(key, sizeof key, subjects[i]));
         assert_int_equal(stream_len(s, key), 1);
     }
+}
+
+/* Notices of several kinds and titles in one round trip: one entry per
+ * (kind, title), in the order each first appears, each listing its
+ * offline subjects in the batch's order; an online subject is in none;
+ * the same title under another kind is another group. */
+static void test_a_batch_queues_one_multicast_entry_per_kind_and_title(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    static const char *const subjects[] = {"m-0", "m-1", "m-2", "m-3", "m-4",
+                                           "m-5", "m-6", "m-7", "m-8", ENTERPRISE};
+    enum { N = sizeof subjects / sizeof subjects[0] };
+    /* groups: A = (benefit.granted, 津贴), B = (benefit.ended, 津贴),
+     * C = (benefit.granted, 补贴) */
+    static const char *const kinds[N] = {"benefit.granted", "benefit.ended",   "benefit.granted",
+                                         "benefit.granted", "benefit.ended",   "benefit.granted",
+                                         "benefit.granted", "benefit.granted", "benefit.ended",
+                                         "benefit.granted"};
+    static const char *const titles[N] = {"津贴", "津贴", "津贴", "补贴", "津贴",
+                                          "补贴", "津贴", "津贴", "津贴", "补贴"};
+    fxb_inbox_msg msgs[N];
+    for (int i = 0; i < N; i++)
+        msgs[i] = (fxb_inbox_msg){subjects[i], kinds[i], titles[i], NULL, "p-1"};
+    set_online(s, "m-6"); /* A */
+    set_online(s, "m-4"); /* B */
+    size_t appended = 0;
+    assert_int_equal(fxb_inbox_append_batch(s, msgs, N, 5, &appended, &err), FXB_OK);
+    assert_int_equal(appended, N);
+    redisReply *r = fxb_store_command(s, &err, "XRANGE %s - +", FXB_PUSH_OUTBOX);
+    assert_non_null(r);
+    assert_int_equal(r->elements, 3);
+    static const int a[] = {0, 2, 7}, b[] = {1, 8}, c[] = {3, 5, 9};
+    expect_multicast(s, r->element[0], "benefit.granted", "津贴", subjects, a, 3);
+    expect_multicast(s, r->element[1], "benefit.ended", "津贴", subjects, b, 2);
+    expect_multicast(s, r->element[2], "benefit.granted", "补贴", subjects, c, 3);
+    freeReplyObject(r);
+}
+
+/* 2,500 notices of two kinds: per round trip (1000, 1000, 500) one entry
+ * per kind, and every offline subject is in exactly one entry, with its
+ * own notice's id. */
+static void test_a_batch_of_2500_queues_every_offline_subject_once_per_round_trip(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    enum { N = 2500 };
+    static char names[N][16];
+    static const char *subjects[N];
+    static fxb_inbox_msg msgs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "big-%d", i);
+        subjects[i] = names[i];
+        bool ended = i % 5 == 3;
+        msgs[i] = (fxb_inbox_msg){names[i], ended ? "benefit.ended" : "benefit.granted",
+                                  ended ? "已结束" : "已办理", NULL, NULL};
+        if (i % 3 == 0)
+            set_online(s, names[i]);
+    }
+    assert_int_equal(fxb_inbox_append_batch(s, msgs, N, 5, NULL, &err), FXB_OK);
+    redisReply *r = fxb_store_command(s, &err, "XRANGE %s - +", FXB_PUSH_OUTBOX);
+    assert_non_null(r);
+    assert_int_equal(r->elements, 6);
+    static bool seen[N];
+    int covered = 0;
+    for (size_t j = 0; j < r->elements; j++) {
+        const redisReply *e = r->element[j];
+        size_t trip = j / 2, lo = trip * 1000, hi = lo + 1000 < N ? lo + 1000 : N;
+        /* 0, 1, 2 are granted, online, granted: granted comes first */
+        bool ended = j % 2 == 1;
+        assert_string_equal(field(e, "kind"), ended ? "benefit.ended" : "benefit.granted");
+        static int want[1000];
+        size_t k = 0;
+        for (size_t i = lo; i < hi; i++)
+            if (i % 3 != 0 && (i % 5 == 3) == ended)
+                want[k++] = (int)i;
+        expect_multicast(s, e, ended ? "benefit.ended" : "benefit.granted",
+                         ended ? "已结束" : "已办理", subjects, want, k);
+        for (size_t i = 0; i < k; i++) {
+            assert_false(seen[want[i]]);
+            seen[want[i]] = true;
+            covered++;
+        }
+    }
+    freeReplyObject(r);
+    int offline = 0;
+    for (int i = 0; i < N; i++) {
+        offline += i % 3 != 0;
+        assert_true(seen[i] == (i % 3 != 0));
+    }
+    assert_int_equal(covered, offline);
+}
+
+/* The workspace's worst case: a round trip of a thousand notices, each its
+ * own group, with the longest subject ids and titles there are. */
+static void test_a_round_trip_of_distinct_longest_notices_queues_each_alone(void **state)
+{
+    fxb_store *s = *state;
+    fxb_err err;
+    enum { N = 1000 };
+    static char names[N][FXB_KEY_ID_MAX + 1], titles[N][FXB_INBOX_TITLE_MAX + 1];
+    static const char *subjects[N];
+    static fxb_inbox_msg msgs[N];
+    for (int i = 0; i < N; i++) {
+        memset(names[i], 'x', FXB_KEY_ID_MAX);
+        snprintf(names[i], 8, "%07d", i);
+        names[i][7] = 'x';
+        names[i][FXB_KEY_ID_MAX] = '\0';
+        memset(titles[i], 't', FXB_INBOX_TITLE_MAX);
+        snprintf(titles[i], 8, "%07d", i);
+        titles[i][7] = 't';
+        titles[i][FXB_INBOX_TITLE_MAX] = '\0';
+        subjects[i] = names[i];
+        msgs[i] = (fxb_inbox_msg){names[i], "benefit.granted", titles[i], NULL, NULL};
+    }
+    assert_int_equal(fxb_inbox_append_batch(s, msgs, N, 5, NULL, &err), FXB_OK);
+    redisReply *r = fxb_store_command(s, &err, "XRANGE %s - +", FXB_PUSH_OUTBOX);
+    assert_non_null(r);
+    assert_int_equal(r->elements, N);
+    for (int i = 0; i < N; i++)
+        expect_multicast(s, r->element[i], "benefit.granted", titles[i], subjects, &i, 1);
+    freeReplyObject(r);
 }
 
 /* The payload (caller frees) of the next publication whose payload starts
@@ -659,6 +859,9 @@ int main(void)
         T(test_an_empty_batch_writes_nothing),
         T(test_one_invalid_notice_refuses_the_whole_batch),
         T(test_a_batch_queues_only_offline_subjects_for_push),
+        T(test_a_batch_queues_one_multicast_entry_per_kind_and_title),
+        T(test_a_batch_of_2500_queues_every_offline_subject_once_per_round_trip),
+        T(test_a_round_trip_of_distinct_longest_notices_queues_each_alone),
         T(test_a_batch_publishes_its_subjects_together_once_readable),
         T(test_a_large_batch_publishes_every_subject_once),
         cmocka_unit_test(test_unreachable_store_is_unavailable),
