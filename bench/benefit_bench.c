@@ -21,8 +21,9 @@
  *
  * Prepare (not timed): N person subjects "p" + 24 hex, each with
  * {p:<pid>}:account = an account id of 22 characters, every second one
- * online (fxb:push:online:<account> = 1) so that both the live path and
- * the push outbox path run; a published CASH policy (no quota, no budget,
+ * online (fxb:push:online:<account> = 1, as live subscriptions leave it;
+ * the batch path no longer reads it: the push adaptor does, when it
+ * sends); a published CASH policy (no quota, no budget,
  * no confirmation) written as its hash. Then the bench waits for any AOF
  * rewrite the preparing started.
  *

@@ -4,14 +4,19 @@
 # redis-server with AOF on, once per appendfsync mode (everysec, then
 # always), each on a fresh Redis: N person subjects with accounts (half of
 # them online), a published cash policy, then N subjects through
-# fxb_ent_match_batch + fxb_benefit_notify, timed to the last reply, checked,
-# and the naive baseline (HSET + XADD per subject, no script) in the same
+# fxb_grantout_run (the engine's write-out of a full match), timed to the
+# last reply and the bench's own fsync of the AOF files, checked, and the
+# naive baseline (HSET + XADD per subject, no script) in the same
 # run. See bench/README.md.
 #
 # Settings (environment variables):
 #   N=1000000       person subjects
-#   T=2             client threads, each its own Redis connection (1..8)
-#   B=1000          subjects per fxb_ent_match_batch (1..1000)
+#   T=2             connections of fxb_grantout_run, one thread each, as the
+#                   engine's FXB_BENEFIT_WRITERS (1..8); the baseline uses
+#                   as many threads
+#   B=1000          the baseline's pipeline depth in subjects (1..1000;
+#                   fxb's batches are FXB_ENT_BATCH_MAX = 1000, as the
+#                   engine's)
 #   FSYNC="everysec always"   the appendfsync modes, one fresh Redis each
 #   BASELINE=1      0: skip the naive baseline
 #   INBOXES=fresh   fresh: every notice creates its account's inbox (the

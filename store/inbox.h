@@ -21,29 +21,39 @@
  *                                 the payload on "\n"
  *   fxb:push:online:<subject>     read: a counter of live subscriptions of
  *                                 the subject on any server (push.c keeps
- *                                 it); one GET per append, one MGET per
- *                                 round trip of a batch
- *   fxb:push:outbox               stream of notices to subjects with no
- *                                 live subscription: what the vendor push
- *                                 adaptor delivers to offline devices
- *                                 (capped ~ FXB_PUSH_OUTBOX_MAX). Two
- *                                 shapes of entry:
+ *                                 it); one GET per fxb_inbox_append, none
+ *                                 for a batch (see the outbox)
+ *   fxb:push:outbox               stream of notices for the vendor push
+ *                                 adaptor, which delivers them to offline
+ *                                 devices (capped ~ FXB_PUSH_OUTBOX_MAX).
+ *                                 Two shapes of entry:
  *                                 single (fxb_inbox_append): subject,
- *                                   message_id, kind, title;
+ *                                   message_id, kind, title; written only
+ *                                   when the subject was offline (counter
+ *                                   absent or not positive) at write time;
  *                                 multicast (fxb_inbox_append_batch,
  *                                   always, even for one subject): kind,
  *                                   title, n (decimal, 1..
  *                                   FXB_PUSH_MULTICAST_MAX), subjects (n
  *                                   ids joined by "\n"), message_ids (their
  *                                   n inbox ids, same order): one entry per
- *                                   (kind, title) of a round trip's offline
+ *                                   (kind, title) of a round trip's
  *                                   notices, in order of first appearance,
- *                                   subjects in the batch's order. Vendor
- *                                   push services take one message to many
- *                                   devices, so a bulk notice costs Redis
- *                                   one entry per round trip, not one per
- *                                   subject. An entry with n, subjects or
- *                                   message_ids is multicast */
+ *                                   naming EVERY recipient of the round
+ *                                   trip, online or not, in the batch's
+ *                                   order. Presence is decided at send
+ *                                   time: the adaptor (in production the
+ *                                   vendor push adaptor's own consumer
+ *                                   group; in development the sink of
+ *                                   services/inbox/push.c) skips a subject
+ *                                   whose fxb:push:online:<subject> counter
+ *                                   is > 0 when it sends (its device got
+ *                                   the notice live). Vendor push services
+ *                                   take one message to many devices, so a
+ *                                   bulk notice costs Redis one entry per
+ *                                   round trip, not one per subject, and no
+ *                                   presence read. An entry with n,
+ *                                   subjects or message_ids is multicast */
 #ifndef FXB_STORE_INBOX_H
 #define FXB_STORE_INBOX_H
 
@@ -95,12 +105,12 @@ typedef struct fxb_inbox_msg {
 } fxb_inbox_msg;
 
 /* Appends n notices in pipelined round trips (the XADDs of
- * fxb_inbox_append, up to a thousand per round trip, with one PUBLISH and
- * one presence MGET per round trip, and one multicast outbox entry per
- * (kind, title) of the round trip's offline notices, sent with the next
- * one): for bulk notices (benefits granted to many subjects). Every
- * message is
- * validated first (INVALID_ARGUMENT INBOX_MESSAGE_INVALID, nothing
+ * fxb_inbox_append, up to a thousand per round trip, with one PUBLISH per
+ * round trip, and one multicast outbox entry per (kind, title) of the
+ * round trip's appended notices, naming every recipient, sent with the
+ * next one; no presence read: the push adaptor skips online subjects when
+ * it sends): for bulk notices (benefits granted to many subjects). Every
+ * message is validated first (INVALID_ARGUMENT INBOX_MESSAGE_INVALID, nothing
  * written). *appended receives how many XADDs succeeded (a store failure
  * part-way returns the error with the count so far). */
 fxb_code fxb_inbox_append_batch(fxb_store *s, const fxb_inbox_msg *msgs, size_t n, int64_t now_ms,

@@ -28,7 +28,9 @@
  * rebuilds its index and re-checks every policy.
  *
  * The engine runs on its own thread with its own Redis connection; it never
- * holds a worker. */
+ * holds a worker. A full match writes its grants and notices through
+ * fxb_grantout_run (grantout.h) over that connection and FXB_BENEFIT_WRITERS
+ * - 1 more, one short-lived thread each. */
 #ifndef FXB_BENEFIT_ENGINE_H
 #define FXB_BENEFIT_ENGINE_H
 

@@ -31,23 +31,31 @@
  *                               by each server for the subjects it serves,
  *                               so a crashed server's counts vanish within
  *                               ONLINE_TTL_S. fxb_inbox_append reads it: a
- *                               subject online is not sent to the outbox
- *   fxb:push:outbox             stream of notices to offline subjects
- *                               (capped ~100,000), the vendor push
- *                               adaptor's queue, in two shapes
+ *                               subject online is not sent to the outbox;
+ *                               the push adaptor reads it at send time for
+ *                               multicast entries
+ *   fxb:push:outbox             stream of notices for the vendor push
+ *                               adaptor (capped ~100,000), in two shapes
  *                               (store/inbox.h): single, subject,
- *                               message_id, kind, title (fxb_inbox_append);
+ *                               message_id, kind, title (fxb_inbox_append,
+ *                               only for a subject offline at write time);
  *                               multicast, kind, title, n, subjects and
  *                               message_ids ("\n" between the n of each,
  *                               same order; one per kind and title of a
  *                               round trip of fxb_inbox_append_batch), for
  *                               vendors that send one message to many
- *                               devices. In production it is left to that
- *                               adaptor (its own consumer group); in
- *                               development this thread is the adaptor:
- *                               consumer group "dev-sink" moves every
- *                               entry, a multicast one as one single-shape
- *                               entry per subject, to
+ *                               devices. A multicast entry names EVERY
+ *                               recipient of the batch, online or not: the
+ *                               adaptor skips, when it sends, each subject
+ *                               whose fxb:push:online:<subject> counter is
+ *                               > 0 then (its device got the notice live).
+ *                               In production it is left to that adaptor
+ *                               (its own consumer group); in development
+ *                               this thread is the adaptor: consumer
+ *                               "fxb-server" of group "dev-sink" moves
+ *                               every entry, a single one as it is, a
+ *                               multicast one as one single-shape entry
+ *                               per subject offline at send time, to
  *   fxb:dev:push                stream (development only, capped ~10,000):
  *                               what the vendor would have pushed, in the
  *                               single shape only; tests read it. */
@@ -84,9 +92,10 @@
 #define READ_TIMEOUT_MS 200
 #define BACKOFF_MIN_MS  50
 #define BACKOFF_MAX_MS  2000
-/* Development sink: how often and how much it moves per run (one script,
- * atomic, so Redis serves nobody else meanwhile): at most SINK_BATCH
- * entries and, once SINK_COPIES copies are made, no further entry. A
+/* Development sink: how often and how much it moves per run (a read
+ * script, a presence read, a copy script; each script atomic, so Redis
+ * serves nobody else meanwhile): at most SINK_BATCH entries and, once they
+ * make SINK_COPIES copies, no further entry. A
  * multicast entry of up to FXB_PUSH_MULTICAST_MAX subjects becomes that
  * many copies, so a run of 256 such entries would be 256,000 XADDs (about
  * half a second of Redis); bounded by copies it is at most SINK_COPIES +
@@ -101,6 +110,7 @@
 #define DEV_SINK_KEY   "fxb:dev:push"
 #define DEV_SINK_MAX   10000
 #define DEV_GROUP      "dev-sink"
+#define DEV_CONSUMER   "fxb-server"
 /* Registry hash table: initial bucket count (a power of two). */
 #define BUCKETS_MIN 256
 
@@ -413,23 +423,76 @@ static redisContext *connect_url(void)
     return c;
 }
 
-/* KEYS[1] the outbox, KEYS[2] the dev sink; ARGV: group, consumer, entries
- * at most, copies at most, sink cap, FXB_PUSH_MULTICAST_MAX. Plays the
- * vendor adaptor: moves new entries atomically (read, copy, ack: no entry
- * is left pending by a crash), a single-shape entry as it is, a multicast
- * one (store/inbox.h) as one single-shape entry per subject, in order. A
- * malformed multicast entry (n not 1..max in plain decimal, a list with
- * another count of pieces or an empty one, kind or title missing) or an
- * entry of more than 32 fields is acked and dropped: one bad entry must
- * not stop the queue. Entries are read one at a time so that the run stops
- * once it has made `copies` copies: a run costs Redis at most about
- * copies + max - 1 XADDs whatever the shapes. Returns {entries moved,
- * copies made, 1 when it stopped at a bound (more may wait), else 0}. */
-static fxb_script sink_script = FXB_SCRIPT(
-    "push_dev_sink",
-    "redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')\n"
-    "local entries, copies = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
-    "local cap, nmax = ARGV[5], tonumber(ARGV[6])\n"
+/* The development sink plays the vendor push adaptor in three steps per
+ * run, so that presence is read at send time and every key a script
+ * touches is in its KEYS (the presence counters are one key per subject,
+ * read in C):
+ *   1. sink_read_script takes entries for consumer "fxb-server": first its
+ *      own pending ones (left by a run that stopped or crashed after
+ *      step 1), then new ones;
+ *   2. one pipelined MGET per well-formed multicast entry reads its
+ *      subjects' presence counters;
+ *   3. sink_copy_script, per entry, XACKs it and only if the XACK took it
+ *      off the pending list (1) copies it to the sink, skipping the
+ *      multicast subjects found online: ack and copy are atomic, so an
+ *      entry is copied once, even when two servers of one deployment read
+ *      the same pending entry (same consumer name).
+ * A crash or a Redis failure between the steps leaves the entries pending
+ * and the next run reads them again: nothing is lost. */
+
+/* KEYS[1] the outbox; ARGV: group, consumer, entries at most, copies at
+ * most, FXB_PUSH_MULTICAST_MAX. Creates the group when absent, then reads
+ * entries one at a time (the consumer's pending ones first, then new
+ * ones) until it has `entries` of them or they make at least `copies`
+ * copies (a multicast entry counts its n when that is plain decimal
+ * 1..max, any other entry 1): a run costs Redis at most about copies +
+ * max - 1 XADDs whatever the shapes. Returns {entries as XREADGROUP
+ * returns them (id, fields or nil for a deleted one), 1 when it stopped at
+ * a bound (more may wait), else 0}. */
+static fxb_script sink_read_script =
+    FXB_SCRIPT("push_dev_sink_read",
+               "redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')\n"
+               "local entries, copies = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+               "local nmax = tonumber(ARGV[5])\n"
+               "local out, cost, from = {}, 0, '0'\n"
+               "while #out < entries and cost < copies do\n"
+               "  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1,\n"
+               "                       'STREAMS', KEYS[1], from)\n"
+               "  local e = r and r[1][2][1]\n"
+               "  if e then\n"
+               "    out[#out + 1] = e\n"
+               "    if from ~= '>' then from = e[1] end\n"
+               "    local c, f = 1, e[2]\n"
+               "    if f and #f <= 64 then\n"
+               "      for i = 1, #f - 1, 2 do\n"
+               "        local v = f[i + 1]\n"
+               "        if f[i] == 'n' and #v <= 9 and string.match(v, '^[1-9]%d*$') and\n"
+               "           tonumber(v) <= nmax then c = tonumber(v) end\n"
+               "      end\n"
+               "    end\n"
+               "    cost = cost + c\n"
+               "  elseif from == '>' then\n"
+               "    return {out, 0}\n"
+               "  else\n"
+               "    from = '>'\n"
+               "  end\n"
+               "end\n"
+               "return {out, 1}\n");
+
+/* KEYS[1] the outbox, KEYS[2] the dev sink; ARGV: group, sink cap,
+ * FXB_PUSH_MULTICAST_MAX, then per entry its id and its presence mask (for
+ * a multicast entry, "1" at place k when subject k is online, "0" or
+ * nothing when not; "" for other entries). Each entry that is still
+ * pending is acked and copied, a single-shape entry as it is, a
+ * multicast one (store/inbox.h) as one single-shape entry per offline
+ * subject, in order. A malformed multicast entry (n not 1..max in plain
+ * decimal, a list with another count of pieces or an empty one, kind or
+ * title missing), an entry of more than 32 fields or one deleted from the
+ * outbox is acked and dropped: one bad entry must not stop the queue.
+ * Returns {entries acked, copies made}. */
+static fxb_script sink_copy_script = FXB_SCRIPT(
+    "push_dev_sink_copy",
+    "local group, cap, nmax = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
     "local function split(s, n)\n"
     "  local out, pos = {}, 1\n"
     "  while #out < n do\n"
@@ -445,59 +508,243 @@ static fxb_script sink_script = FXB_SCRIPT(
     "  return out\n"
     "end\n"
     "local moved, copied = 0, 0\n"
-    "while moved < entries and copied < copies do\n"
-    "  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1,\n"
-    "                       'STREAMS', KEYS[1], '>')\n"
-    "  if not r or not r[1][2][1] then return {moved, copied, 0} end\n"
-    "  local e = r[1][2][1]\n"
-    "  local f = e[2]\n"
-    "  if f and #f <= 64 then\n"
-    "    local m = {}\n"
-    "    for i = 1, #f - 1, 2 do m[f[i]] = f[i + 1] end\n"
-    "    if m.n or m.subjects or m.message_ids then\n"
-    "      local n = m.n and #m.n <= 9 and string.match(m.n, '^[1-9]%d*$') and tonumber(m.n)\n"
-    "      local subs, ids\n"
-    "      if n and n <= nmax and m.kind and m.title and m.subjects and m.message_ids then\n"
-    "        subs = split(m.subjects, n)\n"
-    "        ids = subs and split(m.message_ids, n)\n"
-    "      end\n"
-    "      if ids then\n"
-    "        for k = 1, n do\n"
-    "          redis.call('XADD', KEYS[2], 'MAXLEN', '~', cap, '*', 'subject', subs[k],\n"
-    "                     'message_id', ids[k], 'kind', m.kind, 'title', m.title)\n"
+    "for a = 4, #ARGV - 1, 2 do\n"
+    "  local id, mask = ARGV[a], ARGV[a + 1]\n"
+    "  if redis.call('XACK', KEYS[1], group, id) == 1 then\n"
+    "    moved = moved + 1\n"
+    "    local e = redis.call('XRANGE', KEYS[1], id, id)[1]\n"
+    "    local f = e and e[2]\n"
+    "    if f and #f <= 64 then\n"
+    "      local m = {}\n"
+    "      for i = 1, #f - 1, 2 do m[f[i]] = f[i + 1] end\n"
+    "      if m.n or m.subjects or m.message_ids then\n"
+    "        local n = m.n and #m.n <= 9 and string.match(m.n, '^[1-9]%d*$') and tonumber(m.n)\n"
+    "        local subs, ids\n"
+    "        if n and n <= nmax and m.kind and m.title and m.subjects and m.message_ids then\n"
+    "          subs = split(m.subjects, n)\n"
+    "          ids = subs and split(m.message_ids, n)\n"
     "        end\n"
-    "        copied = copied + n\n"
+    "        if ids then\n"
+    "          for k = 1, n do\n"
+    "            if string.byte(mask, k) ~= 49 then\n"
+    "              redis.call('XADD', KEYS[2], 'MAXLEN', '~', cap, '*', 'subject', subs[k],\n"
+    "                         'message_id', ids[k], 'kind', m.kind, 'title', m.title)\n"
+    "              copied = copied + 1\n"
+    "            end\n"
+    "          end\n"
+    "        end\n"
+    "      else\n"
+    "        redis.call('XADD', KEYS[2], 'MAXLEN', '~', cap, '*', unpack(f))\n"
+    "        copied = copied + 1\n"
     "      end\n"
-    "    else\n"
-    "      redis.call('XADD', KEYS[2], 'MAXLEN', '~', cap, '*', unpack(f))\n"
-    "      copied = copied + 1\n"
     "    end\n"
     "  end\n"
-    "  redis.call('XACK', KEYS[1], ARGV[1], e[1])\n"
-    "  moved = moved + 1\n"
     "end\n"
-    "return {moved, copied, 1}\n");
+    "return {moved, copied}\n");
 
-static void dev_sink(void)
+/* One entry of a sink run: its id and, for a well-formed multicast entry,
+ * its n subjects (the "subjects" value, "\n" between) to look up. */
+typedef struct sink_entry {
+    const char *id;
+    const char *subjects; /* NULL: nothing to look up */
+    size_t subjects_len;
+    size_t n;
+    const char *mask; /* "" or n bytes of '0' / '1' */
+} sink_entry;
+
+/* The value of field name in an entry's field array, or NULL. */
+static const redisReply *sink_field(const redisReply *f, const char *name)
 {
-    const char *keys[] = {FXB_PUSH_OUTBOX, DEV_SINK_KEY};
+    size_t len = strlen(name);
+    for (size_t i = 0; i + 1 < f->elements; i += 2) {
+        const redisReply *k = f->element[i];
+        if (k->type == REDIS_REPLY_STRING && k->len == len && memcmp(k->str, name, len) == 0)
+            return f->element[i + 1]->type == REDIS_REPLY_STRING ? f->element[i + 1] : NULL;
+    }
+    return NULL;
+}
+
+/* Fills e from one XREADGROUP entry; false when it has no id. The subjects
+ * are looked up when the entry is multicast with n (plain decimal,
+ * 1..FXB_PUSH_MULTICAST_MAX) non-empty subjects, as sink_copy_script
+ * checks: otherwise that script copies it whole or drops it anyway. */
+static bool sink_entry_parse(const redisReply *x, sink_entry *e)
+{
+    *e = (sink_entry){.mask = ""};
+    if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 ||
+        x->element[0]->type != REDIS_REPLY_STRING)
+        return false;
+    e->id = x->element[0]->str;
+    const redisReply *f = x->element[1];
+    if (f->type != REDIS_REPLY_ARRAY || f->elements > 64)
+        return true;
+    const redisReply *n = sink_field(f, "n"), *subs = sink_field(f, "subjects");
+    if (n == NULL || subs == NULL || n->len == 0 || n->len > 9 || n->str[0] == '0')
+        return true;
+    size_t v = 0;
+    for (size_t i = 0; i < n->len; i++) {
+        if (n->str[i] < '0' || n->str[i] > '9')
+            return true;
+        v = v * 10 + (size_t)(n->str[i] - '0');
+    }
+    if (v > FXB_PUSH_MULTICAST_MAX)
+        return true;
+    /* exactly v pieces, none empty */
+    size_t pieces = 1, start = 0;
+    for (size_t i = 0; i <= subs->len; i++) {
+        if (i < subs->len && subs->str[i] != '\n')
+            continue;
+        if (i == start)
+            return true;
+        if (i < subs->len)
+            pieces++;
+        start = i + 1;
+    }
+    if (pieces != v)
+        return true;
+    e->subjects = subs->str;
+    e->subjects_len = subs->len;
+    e->n = v;
+    return true;
+}
+
+/* Reads the presence of the subjects of entries e[0..n) (one pipelined
+ * MGET per entry with subjects) and points each one's mask into masks
+ * (room for the sum of their n plus n bytes). An entry whose MGET failed
+ * keeps mask "": all its subjects count as offline (a redundant push is
+ * better than a lost one). False when Redis could not be reached: the
+ * entries stay pending for the next run. */
+static bool sink_presence(sink_entry *e, size_t n, char *masks)
+{
+    size_t lookups = 0, keys = 0, bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].subjects == NULL)
+            continue;
+        lookups++;
+        keys += e[i].n;
+        bytes += e[i].n * (sizeof FXB_PUSH_ONLINE_PREFIX - 1) + e[i].subjects_len;
+    }
+    if (lookups == 0)
+        return true;
+    const char **argv = malloc((keys + lookups) * sizeof *argv);
+    size_t *argvlen = malloc((keys + lookups) * sizeof *argvlen);
+    char *buf = malloc(bytes);
+    fxb_store_cmd *cmds = malloc(lookups * sizeof *cmds);
+    redisReply **replies = malloc(lookups * sizeof *replies);
+    bool ok = argv != NULL && argvlen != NULL && buf != NULL && cmds != NULL && replies != NULL;
+    if (ok) {
+        size_t a = 0, b = 0, c = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (e[i].subjects == NULL)
+                continue;
+            cmds[c++] = (fxb_store_cmd){(int)(1 + e[i].n), argv + a, argvlen + a};
+            argv[a] = "MGET";
+            argvlen[a++] = 4;
+            const char *p = e[i].subjects, *end = p + e[i].subjects_len;
+            for (size_t k = 0; k < e[i].n; k++) {
+                const char *nl = memchr(p, '\n', (size_t)(end - p));
+                size_t len = (size_t)((nl != NULL ? nl : end) - p);
+                argv[a] = buf + b;
+                memcpy(buf + b, FXB_PUSH_ONLINE_PREFIX, sizeof FXB_PUSH_ONLINE_PREFIX - 1);
+                b += sizeof FXB_PUSH_ONLINE_PREFIX - 1;
+                memcpy(buf + b, p, len);
+                b += len;
+                argvlen[a] = (size_t)(buf + b - argv[a]);
+                a++;
+                p = nl != NULL ? nl + 1 : end;
+            }
+        }
+        fxb_err err;
+        ok = fxb_store_pipeline(reg.cmd, &err, lookups, cmds, replies) == FXB_OK;
+    }
+    if (ok) {
+        size_t c = 0, m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (e[i].subjects == NULL)
+                continue;
+            const redisReply *r = replies[c++];
+            if (r->type != REDIS_REPLY_ARRAY || r->elements != e[i].n)
+                continue;
+            char *mask = masks + m;
+            for (size_t k = 0; k < e[i].n; k++) {
+                const redisReply *v = r->element[k];
+                /* absent, unreadable or not positive: nobody listens */
+                bool online = v->type == REDIS_REPLY_STRING && strtoll(v->str, NULL, 10) > 0;
+                masks[m++] = online ? '1' : '0';
+            }
+            masks[m++] = '\0';
+            e[i].mask = mask;
+        }
+        for (size_t j = 0; j < lookups; j++)
+            freeReplyObject(replies[j]);
+    }
+    free(argv);
+    free(argvlen);
+    free(buf);
+    free(cmds);
+    free(replies);
+    return ok;
+}
+
+/* One run of the sink (see above). True when it stopped at a bound and
+ * more entries may wait. */
+static bool sink_run(void)
+{
     char entries[16], copies[16], max[16], multicast[16];
     snprintf(entries, sizeof entries, "%d", SINK_BATCH);
     snprintf(copies, sizeof copies, "%d", SINK_COPIES);
     snprintf(max, sizeof max, "%d", DEV_SINK_MAX);
     snprintf(multicast, sizeof multicast, "%d", FXB_PUSH_MULTICAST_MAX);
-    const char *args[] = {DEV_GROUP, "fxb-server", entries, copies, max, multicast};
-    for (int run = 0; run < SINK_RUNS_MAX; run++) {
-        fxb_err err;
-        redisReply *r = fxb_store_eval(reg.cmd, &err, &sink_script, 2, keys, 6, args, NULL);
-        if (r == NULL)
-            return;
-        bool more = r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-                    r->element[2]->type == REDIS_REPLY_INTEGER && r->element[2]->integer == 1;
-        freeReplyObject(r);
-        if (!more)
-            return;
+    const char *read_keys[] = {FXB_PUSH_OUTBOX};
+    const char *read_args[] = {DEV_GROUP, DEV_CONSUMER, entries, copies, multicast};
+    fxb_err err;
+    redisReply *r =
+        fxb_store_eval(reg.cmd, &err, &sink_read_script, 1, read_keys, 5, read_args, NULL);
+    if (r == NULL)
+        return false;
+    const redisReply *list = NULL;
+    bool more = false;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements <= SINK_BATCH) {
+        list = r->element[0];
+        more = r->element[1]->type == REDIS_REPLY_INTEGER && r->element[1]->integer == 1;
     }
+    if (list == NULL || list->elements == 0) {
+        freeReplyObject(r);
+        return false;
+    }
+    sink_entry e[SINK_BATCH];
+    size_t n = 0, mask_bytes = 0;
+    for (size_t i = 0; i < list->elements; i++)
+        if (sink_entry_parse(list->element[i], &e[n])) {
+            mask_bytes += e[n].n + 1;
+            n++;
+        }
+    char *masks = malloc(mask_bytes);
+    bool ok = masks != NULL && sink_presence(e, n, masks);
+    if (ok) {
+        const char *copy_keys[] = {FXB_PUSH_OUTBOX, DEV_SINK_KEY};
+        const char *args[3 + 2 * SINK_BATCH] = {DEV_GROUP, max, multicast};
+        for (size_t i = 0; i < n; i++) {
+            args[3 + 2 * i] = e[i].id;
+            args[4 + 2 * i] = e[i].mask;
+        }
+        redisReply *c = fxb_store_eval(reg.cmd, &err, &sink_copy_script, 2, copy_keys,
+                                       (int)(3 + 2 * n), args, NULL);
+        if (c != NULL)
+            freeReplyObject(c);
+        ok = c != NULL;
+    }
+    free(masks);
+    freeReplyObject(r);
+    return ok && more;
+}
+
+static void dev_sink(void)
+{
+    for (int run = 0; run < SINK_RUNS_MAX; run++)
+        if (!sink_run())
+            return;
 }
 
 /* EXPIRE on the counter of every subject served here. Only refreshed,
