@@ -1742,7 +1742,7 @@ fxb_code fxb_engine_start(const fxb_config *cfg, int recheck_ms, fxb_err *err)
     e->n_stores = 1;
     size_t writers = cfg->benefit_writers >= 1 && cfg->benefit_writers <= FXB_GRANTOUT_STORES_MAX
                          ? (size_t)cfg->benefit_writers
-                         : 2;
+                         : 4;
     while (e->n_stores < writers) {
         e->writers[e->n_stores - 1] = fxb_store_new(&so, err);
         if (e->writers[e->n_stores - 1] == NULL) {

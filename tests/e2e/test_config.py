@@ -29,7 +29,7 @@ class CommandLineTest(t.TestCase):
         self.assertIn("usage: fxb-server", out)
         for name in ("FXB_LISTEN", "FXB_REDIS_URL", "FXB_WORKERS", "FXB_ENV", "FXB_DIAG",
                      "FXB_SHUTDOWN_GRACE_MS", "FXB_METRICS_LISTEN", "FXB_BENEFIT_ENGINE",
-                     "FXB_BENEFIT_RECHECK_MS"):
+                     "FXB_BENEFIT_RECHECK_MS", "FXB_BENEFIT_WRITERS"):
             self.assertIn(name, out)
 
     def test_version_exits_0_and_prints_the_version(self):
@@ -75,6 +75,9 @@ class BadConfigTest(t.TestCase):
         self.assertExit2Naming({"FXB_BENEFIT_ENGINE": "yes"}, "FXB_BENEFIT_ENGINE")
         self.assertExit2Naming({"FXB_BENEFIT_RECHECK_MS": "999"}, "FXB_BENEFIT_RECHECK_MS")
         self.assertExit2Naming({"FXB_BENEFIT_RECHECK_MS": "86400001"}, "FXB_BENEFIT_RECHECK_MS")
+        self.assertExit2Naming({"FXB_BENEFIT_WRITERS": "0"}, "FXB_BENEFIT_WRITERS")
+        self.assertExit2Naming({"FXB_BENEFIT_WRITERS": "9"}, "FXB_BENEFIT_WRITERS")
+        self.assertExit2Naming({"FXB_BENEFIT_WRITERS": "two"}, "FXB_BENEFIT_WRITERS")
 
     def test_bad_redis_url_exits_2(self):
         self.assertExit2Naming({"FXB_REDIS_URL": "http://example.invalid/"}, "FXB_REDIS_URL")
