@@ -392,6 +392,15 @@ fxb_code fxb_inbox_append_batch(fxb_store *s, const fxb_inbox_msg *msgs, size_t 
         size_t nc = 0;
         for (size_t j = 0; j < pending; j++)
             w->cmds[nc++] = (fxb_store_cmd){16, w->outbox[j], NULL};
+        if (m == 0) {
+            /* the last outbox entries: sent without waiting for their
+             * replies (best effort; read before the connection's next
+             * command, fxb_store_send), which saves the batch a round
+             * trip */
+            fxb_err serr;
+            (void)fxb_store_send(s, &serr, nc, w->cmds);
+            break;
+        }
         for (size_t i = 0; i < m; i++) {
             const fxb_inbox_msg *msg = &msgs[start + i];
             fxb_inbox_key(w->key[i], INBOX_KEY_MAX, msg->subject);

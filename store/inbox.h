@@ -108,7 +108,8 @@ typedef struct fxb_inbox_msg {
  * fxb_inbox_append, up to a thousand per round trip, with one PUBLISH per
  * round trip, and one multicast outbox entry per (kind, title) of the
  * round trip's appended notices, naming every recipient, sent with the
- * next one; no presence read: the push adaptor skips online subjects when
+ * next one, the last ones by fxb_store_send without waiting for their
+ * replies; no presence read: the push adaptor skips online subjects when
  * it sends): for bulk notices (benefits granted to many subjects). Every
  * message is validated first (INVALID_ARGUMENT INBOX_MESSAGE_INVALID, nothing
  * written). *appended receives how many XADDs succeeded (a store failure

@@ -637,8 +637,19 @@ static bool parse_fxb_error(const char *text, fxb_err *err)
 redisReply *fxb_store_eval(fxb_store *s, fxb_err *err, fxb_script *script, int nkeys,
                            const char **keys, int nargs, const char **args, const size_t *arglens)
 {
+    return fxb_store_eval_with(s, err, script, nkeys, keys, nargs, args, arglens, 0, NULL, NULL);
+}
+
+redisReply *fxb_store_eval_with(fxb_store *s, fxb_err *err, fxb_script *script, int nkeys,
+                                const char **keys, int nargs, const char **args,
+                                const size_t *arglens, size_t n_extra, const fxb_store_cmd *extra,
+                                redisReply **extra_replies)
+{
+    for (size_t i = 0; i < n_extra && extra_replies != NULL; i++)
+        extra_replies[i] = NULL;
     if (script == NULL || script->source == NULL || nkeys < 0 || nargs < 0 ||
-        (nkeys > 0 && keys == NULL) || (nargs > 0 && args == NULL)) {
+        (nkeys > 0 && keys == NULL) || (nargs > 0 && args == NULL) ||
+        (n_extra > 0 && (extra == NULL || extra_replies == NULL))) {
         count_error();
         fxb_err_set(err, FXB_INTERNAL, "STORE_ERROR", ZH_INTERNAL, "bad call to fxb_store_eval");
         return NULL;
@@ -649,9 +660,13 @@ redisReply *fxb_store_eval(fxb_store *s, fxb_err *err, fxb_script *script, int n
     size_t argc = 3 + (size_t)nkeys + (size_t)nargs;
     const char **argv = malloc(argc * sizeof *argv);
     size_t *lens = malloc(argc * sizeof *lens);
-    if (argv == NULL || lens == NULL) {
+    fxb_store_cmd *cmds = malloc((1 + n_extra) * sizeof *cmds);
+    redisReply **replies = malloc((1 + n_extra) * sizeof *replies);
+    if (argv == NULL || lens == NULL || cmds == NULL || replies == NULL) {
         free(argv);
         free(lens);
+        free(cmds);
+        free(replies);
         count_error();
         fxb_err_set(err, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", ZH_INTERNAL,
                     "out of memory running script %s", script->name);
@@ -673,12 +688,25 @@ redisReply *fxb_store_eval(fxb_store *s, fxb_err *err, fxb_script *script, int n
     }
 
     redisReply *r = NULL;
+    bool failed = false;
     if (sha != NULL) {
         argv[0] = "EVALSHA";
         argv[1] = sha;
         lens[0] = 7;
         lens[1] = 40;
-        r = redisCommandArgv(s->c, (int)argc, argv, lens);
+        if (n_extra == 0) {
+            r = redisCommandArgv(s->c, (int)argc, argv, lens);
+        } else {
+            /* the extra commands ride in the same round trip */
+            cmds[0] = (fxb_store_cmd){(int)argc, argv, lens};
+            memcpy(cmds + 1, extra, n_extra * sizeof *cmds);
+            if (fxb_store_pipeline(s, err, 1 + n_extra, cmds, replies) != FXB_OK) {
+                failed = true;
+            } else {
+                r = replies[0];
+                memcpy(extra_replies, replies + 1, n_extra * sizeof *replies);
+            }
+        }
         if (r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
             /* Script cache is empty after a Redis restart or SCRIPT FLUSH;
              * EVAL runs it and caches it again. */
@@ -687,15 +715,26 @@ redisReply *fxb_store_eval(fxb_store *s, fxb_err *err, fxb_script *script, int n
             sha = NULL;
         }
     }
-    if (sha == NULL) {
+    if (sha == NULL && !failed) {
         argv[0] = "EVAL";
         argv[1] = script->source;
         lens[0] = 4;
         lens[1] = strlen(script->source);
         r = redisCommandArgv(s->c, (int)argc, argv, lens);
+        if (n_extra > 0 && extra_replies[0] == NULL &&
+            fxb_store_pipeline(s, err, n_extra, extra, extra_replies) != FXB_OK) {
+            /* the script ran; its extras could not: the caller sees NULL
+             * replies */
+            for (size_t i = 0; i < n_extra; i++)
+                extra_replies[i] = NULL;
+        }
     }
     free(argv);
     free(lens);
+    free(cmds);
+    free(replies);
+    if (failed)
+        return NULL;
 
     if (r != NULL && r->type == REDIS_REPLY_ERROR) {
         note_answer(s);

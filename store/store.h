@@ -114,6 +114,19 @@ typedef struct fxb_script {
 redisReply *fxb_store_eval(fxb_store *s, fxb_err *err, fxb_script *script, int nkeys,
                            const char **keys, int nargs, const char **args, const size_t *arglens);
 
+/* fxb_store_eval with n_extra more commands in the same round trip, after
+ * the script (a read the caller needs next, saving a round trip):
+ * extra_replies[i] receives each one's reply (the caller frees them; an
+ * error reply is a reply), or NULL when they could not run (a lost
+ * connection). When the script is
+ * not cached (NOSCRIPT) the extras have already run when it runs by EVAL:
+ * use this for extras whose result does not depend on the script (reads of
+ * other keys). */
+redisReply *fxb_store_eval_with(fxb_store *s, fxb_err *err, fxb_script *script, int nkeys,
+                                const char **keys, int nargs, const char **args,
+                                const size_t *arglens, size_t n_extra, const fxb_store_cmd *extra,
+                                redisReply **extra_replies);
+
 /* The value of field in an HGETALL reply (an array of field, value, ...),
  * or NULL when the field is absent, its value is not a string, or kv is
  * NULL / not an array. */

@@ -523,6 +523,19 @@ fxb_code fxb_ent_match_batch(fxb_store *s, const char *policy_id, const fxb_ent_
                              int64_t now_ms, const char *by, fxb_ent_outcome *outcomes,
                              fxb_err *err)
 {
+    return fxb_ent_match_batch_with(s, policy_id, m, n, now_ms, by, outcomes, 0, NULL, NULL, err);
+}
+
+fxb_code fxb_ent_match_batch_with(fxb_store *s, const char *policy_id, const fxb_ent_match *m,
+                                  size_t n, int64_t now_ms, const char *by,
+                                  fxb_ent_outcome *outcomes, size_t n_extra,
+                                  const fxb_store_cmd *extra, redisReply **extra_replies,
+                                  fxb_err *err)
+{
+    for (size_t i = 0; i < n_extra && extra_replies != NULL; i++)
+        extra_replies[i] = NULL;
+    if (n_extra > 0 && (extra == NULL || extra_replies == NULL))
+        return invalid(err, "BATCH_INVALID", "extra commands without room for their replies");
     if (!policy_id_ok(policy_id))
         return invalid(err, "POLICY_ID_INVALID", "policy id must be b + 16 hex digits");
     if (n > FXB_ENT_BATCH_MAX)
@@ -532,7 +545,7 @@ fxb_code fxb_ent_match_batch(fxb_store *s, const char *policy_id, const fxb_ent_
     if (now_ms < 0)
         return invalid(err, "TIME_INVALID", "now_ms must not be negative");
     if (n == 0)
-        return FXB_OK;
+        return n_extra > 0 ? fxb_store_pipeline(s, err, n_extra, extra, extra_replies) : FXB_OK;
     if (m == NULL || outcomes == NULL)
         return invalid(err, "BATCH_INVALID", "no subjects or no room for the outcomes");
     for (size_t i = 0; i < n; i++) {
@@ -575,7 +588,8 @@ fxb_code fxb_ent_match_batch(fxb_store *s, const char *policy_id, const fxb_ent_
             args[5 + n + i] = m[i].held != NULL ? m[i].held : "";
     }
     int argc = (int)(5 + (helds ? 2 : 1) * n);
-    redisReply *r = fxb_store_eval(s, err, &match_script, 5, keys, argc, args, NULL);
+    redisReply *r = fxb_store_eval_with(s, err, &match_script, 5, keys, argc, args, NULL, n_extra,
+                                        extra, extra_replies);
     if (r == NULL) {
         fxb_arena_free(&a);
         return err->code;

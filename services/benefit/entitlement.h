@@ -164,6 +164,17 @@ fxb_code fxb_ent_match_batch(fxb_store *s, const char *policy_id, const fxb_ent_
                              int64_t now_ms, const char *by, fxb_ent_outcome *outcomes,
                              fxb_err *err);
 
+/* fxb_ent_match_batch with n_extra more commands in the script's round trip
+ * (fxb_store_eval_with: reads whose result does not depend on the script,
+ * e.g. the subjects' account links for their notices). extra_replies[i]
+ * receives each reply (the caller frees them) or NULL when they did not
+ * run (a refusal before anything was sent, a lost connection). */
+fxb_code fxb_ent_match_batch_with(fxb_store *s, const char *policy_id, const fxb_ent_match *m,
+                                  size_t n, int64_t now_ms, const char *by,
+                                  fxb_ent_outcome *outcomes, size_t n_extra,
+                                  const fxb_store_cmd *extra, redisReply **extra_replies,
+                                  fxb_err *err);
+
 /* Ends the live entitlements of n subjects no longer eligible (reason
  * NO_LONGER_ELIGIBLE) or all not yet granted at policy close
  * (POLICY_CLOSED): MATCHED / CONFIRMED always, GRANTED only for non-cash

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/arena.h"
 #include "server/handler.h"
 #include "server/log.h"
 #include "services/benefit/entitlement.h"
@@ -54,66 +55,101 @@ static void fail(run *r, fxb_code rc, const fxb_err *err)
     atomic_store(&r->stop, true);
 }
 
-/* One batch: the script, then the notices of what it changed. */
+/* One batch in three round trips: the script with the MGET of the
+ * persons' account links (fxb_ent_match_batch_with), the subjects' list
+ * entries, the notices to what it changed (their multicast outbox entries
+ * follow without a wait: fxb_inbox_append_batch). */
 static void batch(lane *l, size_t b)
 {
     run *r = l->r;
     size_t first = b * FXB_ENT_BATCH_MAX;
     size_t n = r->n - first < FXB_ENT_BATCH_MAX ? r->n - first : FXB_ENT_BATCH_MAX;
+    const char *const *subjects = r->subjects + first;
     fxb_ent_match m[FXB_ENT_BATCH_MAX];
     fxb_ent_outcome o[FXB_ENT_BATCH_MAX];
-    const char *who[FXB_ENT_BATCH_MAX];
+    const char *who[FXB_ENT_BATCH_MAX], *inbox_of[FXB_ENT_BATCH_MAX], *to[FXB_ENT_BATCH_MAX];
     fxb_benefit_notice_kind kinds[FXB_ENT_BATCH_MAX];
     for (size_t i = 0; i < n; i++)
-        m[i] = (fxb_ent_match){.subject = r->subjects[first + i], .held = ""};
+        m[i] = (fxb_ent_match){.subject = subjects[i], .held = ""};
     fxb_err err;
-    fxb_code rc = fxb_ent_match_batch(l->st, r->p->id, m, n, fxb_wall_ms(), r->by, o, &err);
+    fxb_arena a;
+    fxb_arena_init(&a, 0);
+    fxb_store_cmd mget;
+    size_t ng = fxb_benefit_accounts_cmd(&a, subjects, n, &mget);
+    if (ng == SIZE_MAX) {
+        fxb_arena_free(&a);
+        fxb_err_set(&err, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", ZH_BUSY,
+                    "out of memory for a grant-out batch");
+        fail(r, err.code, &err);
+        return;
+    }
+    redisReply *accounts = NULL;
+    fxb_code rc = fxb_ent_match_batch_with(l->st, r->p->id, m, n, fxb_wall_ms(), r->by, o,
+                                           ng > 0 ? 1 : 0, &mget, &accounts, &err);
     if (rc != FXB_OK) {
+        if (accounts != NULL)
+            freeReplyObject(accounts);
+        fxb_arena_free(&a);
         if (transient(rc)) {
             fail(r, rc, &err);
         } else {
             fxb_log(FXB_LOG_ERROR,
-                    "benefit grant-out: policy %s: a match of %zu subjects refused "
-                    "(%s: %s)",
+                    "benefit grant-out: policy %s: a match of %zu subjects refused (%s: %s)",
                     r->p->id, n, err.reason, err.message);
             l->counts.refused += n;
         }
         return;
     }
-    size_t k = 0;
+    /* a failed or odd MGET leaves every person without an inbox: counted
+     * as unsent below, the entitlements stand */
+    bool resolved = fxb_benefit_accounts_read(&a, subjects, n, accounts, inbox_of);
+    if (accounts != NULL)
+        freeReplyObject(accounts);
+    size_t k = 0, persons_unresolved = 0;
     for (size_t i = 0; i < n; i++) {
+        fxb_benefit_notice_kind kind;
         switch (o[i]) {
         case FXB_ENT_NEW_GRANTED:
             l->counts.granted++;
-            who[k] = m[i].subject;
-            kinds[k++] = FXB_NOTICE_GRANTED;
+            kind = FXB_NOTICE_GRANTED;
             break;
         case FXB_ENT_NEW_WAITING:
             l->counts.waiting++;
-            who[k] = m[i].subject;
-            kinds[k++] = FXB_NOTICE_AWAITING;
+            kind = FXB_NOTICE_AWAITING;
             break;
         case FXB_ENT_NEW_HELD:
             l->counts.held++;
-            break;
+            continue;
         case FXB_ENT_NOT_OPEN:
             l->counts.not_open++;
-            break;
+            continue;
         default:
             l->counts.unchanged++;
-            break;
+            continue;
         }
+        if (!resolved && subjects[i][0] == 'p')
+            persons_unresolved++;
+        who[k] = subjects[i];
+        to[k] = inbox_of[i];
+        kinds[k++] = kind;
     }
-    if (k == 0)
-        return;
+    if (persons_unresolved > 0) {
+        fxb_log(FXB_LOG_WARN,
+                "benefit grant-out: policy %s: the account links of a batch could not be read; "
+                "%zu notices not sent",
+                r->p->id, persons_unresolved);
+        l->counts.unsent += persons_unresolved;
+    }
     size_t sent = 0;
-    if (fxb_benefit_notify(l->st, r->p, who, kinds, k, fxb_wall_ms(), &sent, &err) != FXB_OK) {
+    if (k > 0 && fxb_benefit_notify_inboxes(l->st, r->p, who, to, kinds, k, fxb_wall_ms(), &sent,
+                                            &err) != FXB_OK) {
         fxb_log(FXB_LOG_WARN, "benefit grant-out: policy %s: %zu of %zu notices not sent: %s",
                 r->p->id, k - sent, k, err.message);
         l->counts.unsent += k - sent;
     }
     /* (persons without an account get none, which is not a failure) */
     l->counts.notices += sent;
+    fxb_arena_free(&a);
 }
 
 static size_t take(run *r)
@@ -129,6 +165,9 @@ static void *lane_main(void *arg)
     lane *l = arg;
     for (size_t b; (b = take(l->r)) != SIZE_MAX;)
         batch(l, b);
+    /* the replies of what was sent without a wait: the run ends when
+     * Redis has answered everything */
+    fxb_store_drain(l->st);
     return NULL;
 }
 
@@ -194,6 +233,7 @@ fxb_code fxb_grantout_run(fxb_store *const *stores, size_t n_stores, const fxb_p
             break;
         batch(&lanes[0], b);
     }
+    fxb_store_drain(lanes[0].st);
     for (size_t i = 1; i < lanes_used; i++)
         if (started[i])
             pthread_join(threads[i], NULL);

@@ -134,6 +134,90 @@ static void compose_kind(const fxb_policy *p, fxb_benefit_notice_kind kind, noti
     }
 }
 
+size_t fxb_benefit_accounts_cmd(fxb_arena *a, const char *const *subjects, size_t n,
+                                fxb_store_cmd *cmd)
+{
+    size_t ng = 0;
+    for (size_t i = 0; i < n; i++)
+        ng += subjects[i] != NULL && subjects[i][0] == 'p';
+    if (ng == 0)
+        return 0;
+    const char **mget = fxb_arena_alloc(a, (ng + 1) * sizeof *mget);
+    if (mget == NULL)
+        return SIZE_MAX;
+    mget[0] = "MGET";
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (subjects[i] == NULL || subjects[i][0] != 'p')
+            continue;
+        const char *key = fxb_key_owned(a, "p", subjects[i], "account");
+        if (key == NULL)
+            return SIZE_MAX;
+        mget[1 + k++] = key;
+    }
+    *cmd = (fxb_store_cmd){(int)(1 + ng), mget, NULL};
+    return ng;
+}
+
+bool fxb_benefit_accounts_read(fxb_arena *a, const char *const *subjects, size_t n,
+                               const redisReply *mget, const char **inboxes)
+{
+    size_t ng = 0;
+    for (size_t i = 0; i < n; i++)
+        ng += subjects[i] != NULL && subjects[i][0] == 'p';
+    bool shape =
+        ng == 0 || (mget != NULL && mget->type == REDIS_REPLY_ARRAY && mget->elements == ng);
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        inboxes[i] = NULL;
+        if (subjects[i] == NULL)
+            continue;
+        if (subjects[i][0] == 'e') {
+            inboxes[i] = subjects[i];
+            continue;
+        }
+        if (subjects[i][0] != 'p' || !shape)
+            continue;
+        const redisReply *v = mget->element[j++];
+        /* no account (or not a usable id): no notice; the entitlement
+         * waits in the person's list */
+        if (v->type == REDIS_REPLY_STRING && v->len <= FXB_KEY_ID_MAX) {
+            char *acct = fxb_arena_strndup(a, v->str, v->len);
+            if (acct != NULL && fxb_inbox_tag(acct) != NULL)
+                inboxes[i] = acct;
+        }
+    }
+    return shape;
+}
+
+/* The notices of one chunk (at most NOTIFY_CHUNK) to the inboxes resolved:
+ * one fxb_inbox_append_batch. */
+static fxb_code deliver_chunk(fxb_store *s, const fxb_policy *p, const char *const *inboxes,
+                              const fxb_benefit_notice_kind *kinds, size_t n, int64_t now_ms,
+                              const notice_text *text, size_t *sent, fxb_err *err)
+{
+    fxb_inbox_msg *msgs = malloc(n * sizeof *msgs);
+    if (msgs == NULL)
+        return fxb_err_set(err, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", ZH_BUSY,
+                           "out of memory for benefit notices");
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (inboxes[i] == NULL)
+            continue;
+        const notice_text *t = &text[kinds[i]];
+        msgs[m++] = (fxb_inbox_msg){.subject = inboxes[i],
+                                    .kind = kind_name[kinds[i]],
+                                    .title = t->title,
+                                    .body = t->body,
+                                    .ref = p->id};
+    }
+    size_t done = 0;
+    fxb_code rc = fxb_inbox_append_batch(s, msgs, m, now_ms, &done, err);
+    *sent += done;
+    free(msgs);
+    return rc;
+}
+
 /* One chunk: resolves the persons' accounts (one MGET of their
  * {p:<pid>}:account keys rather than a GET each, so Redis pays its
  * per-command cost once per chunk; this is for a standalone Redis: on Redis
@@ -145,70 +229,95 @@ static fxb_code notify_chunk(fxb_store *s, const fxb_policy *p, const char *cons
 {
     fxb_arena a;
     fxb_arena_init(&a, 0);
-    const char **mget = fxb_arena_alloc(&a, (n + 1) * sizeof *mget);
-    size_t *of = fxb_arena_alloc(&a, n * sizeof *of); /* subject index of each key */
-    const char **inbox = fxb_arena_calloc(&a, n, sizeof *inbox);
-    fxb_inbox_msg *msgs = fxb_arena_alloc(&a, n * sizeof *msgs);
-    if (mget == NULL || of == NULL || inbox == NULL || msgs == NULL) {
+    const char **inboxes = fxb_arena_calloc(&a, n, sizeof *inboxes);
+    fxb_store_cmd cmd;
+    size_t ng = inboxes != NULL ? fxb_benefit_accounts_cmd(&a, subjects, n, &cmd) : SIZE_MAX;
+    if (ng == SIZE_MAX) {
         fxb_arena_free(&a);
         return fxb_err_set(err, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", ZH_BUSY,
                            "out of memory for benefit notices");
     }
-    size_t ng = 0;
-    mget[0] = "MGET";
-    for (size_t i = 0; i < n; i++) {
-        if (subjects[i][0] == 'e') {
-            inbox[i] = subjects[i];
-            continue;
-        }
-        const char *key = fxb_key_owned(&a, "p", subjects[i], "account");
-        if (key == NULL) {
-            fxb_arena_free(&a);
-            return fxb_err_set(err, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", ZH_BUSY,
-                               "out of memory for benefit notices");
-        }
-        of[ng] = i;
-        mget[1 + ng++] = key;
+    redisReply *r = NULL;
+    if (ng > 0 && fxb_store_pipeline(s, err, 1, &cmd, &r) != FXB_OK) {
+        fxb_arena_free(&a);
+        return err->code;
     }
-    if (ng > 0) {
-        redisReply *r = fxb_store_commandv(s, err, (int)(1 + ng), mget, NULL);
-        if (r == NULL) {
-            fxb_arena_free(&a);
-            return err->code;
-        }
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != ng) {
-            freeReplyObject(r);
-            fxb_arena_free(&a);
-            return fxb_err_set(err, FXB_INTERNAL, "STORE_ERROR", ZH_BUSY,
-                               "MGET of the persons' accounts answered in an unexpected shape");
-        }
-        for (size_t j = 0; j < ng; j++) {
-            const redisReply *v = r->element[j];
-            /* no account (or not a usable id): no notice; the entitlement
-             * waits in the person's list */
-            if (v->type == REDIS_REPLY_STRING && v->len <= FXB_KEY_ID_MAX) {
-                char *acct = fxb_arena_strndup(&a, v->str, v->len);
-                if (acct != NULL && fxb_inbox_tag(acct) != NULL)
-                    inbox[of[j]] = acct;
-            }
-        }
+    bool shape = fxb_benefit_accounts_read(&a, subjects, n, r, inboxes);
+    if (r != NULL)
         freeReplyObject(r);
-    }
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (inbox[i] == NULL)
-            continue;
-        const notice_text *t = &text[kinds[i]];
-        msgs[m++] = (fxb_inbox_msg){.subject = inbox[i],
-                                    .kind = kind_name[kinds[i]],
-                                    .title = t->title,
-                                    .body = t->body,
-                                    .ref = p->id};
-    }
-    size_t done = 0;
-    fxb_code rc = fxb_inbox_append_batch(s, msgs, m, now_ms, &done, err);
-    *sent += done;
+    fxb_code rc = shape ? deliver_chunk(s, p, inboxes, kinds, n, now_ms, text, sent, err)
+                        : fxb_err_set(err, FXB_INTERNAL, "STORE_ERROR", ZH_BUSY,
+                                      "MGET of the persons' accounts answered in an "
+                                      "unexpected shape");
     fxb_arena_free(&a);
+    return rc;
+}
+
+/* What both entry points check and compose: NULL with *err set, or the
+ * texts of the kinds used (free them). */
+static notice_text *prepare(const fxb_policy *p, const char *const *subjects,
+                            const fxb_benefit_notice_kind *kinds, size_t n, fxb_err *err)
+{
+    if (p == NULL || subjects == NULL || kinds == NULL) {
+        fxb_err_set(err, FXB_INVALID_ARGUMENT, "NOTICE_INVALID", ZH_BUSY,
+                    "benefit notices need a policy, subjects and kinds");
+        return NULL;
+    }
+    if (!fxb_key_id_valid(p->id)) {
+        fxb_err_set(err, FXB_INVALID_ARGUMENT, "POLICY_ID_INVALID", ZH_BUSY,
+                    "benefit notices need the policy's id");
+        return NULL;
+    }
+    bool used[FXB_NOTICE_PAID + 1] = {false};
+    for (size_t i = 0; i < n; i++) {
+        if (!subject_ok(subjects[i])) {
+            fxb_err_set(err, FXB_INVALID_ARGUMENT, "SUBJECT_ID_INVALID", ZH_BUSY,
+                        "subject %zu is not p / e + 24 hex digits", i);
+            return NULL;
+        }
+        if (kinds[i] < FXB_NOTICE_GRANTED || kinds[i] > FXB_NOTICE_PAID) {
+            fxb_err_set(err, FXB_INVALID_ARGUMENT, "NOTICE_KIND_INVALID", ZH_BUSY,
+                        "notice kind %d of subject %zu is unknown", (int)kinds[i], i);
+            return NULL;
+        }
+        used[kinds[i]] = true;
+    }
+    notice_text *text = malloc((FXB_NOTICE_PAID + 1) * sizeof *text);
+    if (text == NULL) {
+        fxb_err_set(err, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", ZH_BUSY,
+                    "out of memory for benefit notices");
+        return NULL;
+    }
+    for (int k = FXB_NOTICE_GRANTED; k <= FXB_NOTICE_PAID; k++)
+        if (used[k])
+            compose_kind(p, (fxb_benefit_notice_kind)k, &text[k]);
+    return text;
+}
+
+fxb_code fxb_benefit_notify_inboxes(fxb_store *s, const fxb_policy *p, const char *const *subjects,
+                                    const char *const *inboxes,
+                                    const fxb_benefit_notice_kind *kinds, size_t n, int64_t now_ms,
+                                    size_t *sent, fxb_err *err)
+{
+    size_t count = 0;
+    if (sent != NULL)
+        *sent = 0;
+    if (n == 0)
+        return FXB_OK;
+    if (inboxes == NULL)
+        return fxb_err_set(err, FXB_INVALID_ARGUMENT, "NOTICE_INVALID", ZH_BUSY,
+                           "benefit notices need the inboxes resolved");
+    notice_text *text = prepare(p, subjects, kinds, n, err);
+    if (text == NULL)
+        return err->code;
+    fxb_code rc = FXB_OK;
+    for (size_t start = 0; start < n && rc == FXB_OK; start += NOTIFY_CHUNK) {
+        size_t m = n - start < NOTIFY_CHUNK ? n - start : NOTIFY_CHUNK;
+        rc = deliver_chunk(s, p, inboxes + start, kinds + start, m, now_ms, text, &count, err);
+    }
+    free(text);
+    if (sent != NULL)
+        *sent = count;
     return rc;
 }
 
@@ -221,29 +330,9 @@ fxb_code fxb_benefit_notify(fxb_store *s, const fxb_policy *p, const char *const
         *sent = 0;
     if (n == 0)
         return FXB_OK;
-    if (p == NULL || subjects == NULL || kinds == NULL)
-        return fxb_err_set(err, FXB_INVALID_ARGUMENT, "NOTICE_INVALID", ZH_BUSY,
-                           "benefit notices need a policy, subjects and kinds");
-    if (!fxb_key_id_valid(p->id))
-        return fxb_err_set(err, FXB_INVALID_ARGUMENT, "POLICY_ID_INVALID", ZH_BUSY,
-                           "benefit notices need the policy's id");
-    bool used[FXB_NOTICE_PAID + 1] = {false};
-    for (size_t i = 0; i < n; i++) {
-        if (!subject_ok(subjects[i]))
-            return fxb_err_set(err, FXB_INVALID_ARGUMENT, "SUBJECT_ID_INVALID", ZH_BUSY,
-                               "subject %zu is not p / e + 24 hex digits", i);
-        if (kinds[i] < FXB_NOTICE_GRANTED || kinds[i] > FXB_NOTICE_PAID)
-            return fxb_err_set(err, FXB_INVALID_ARGUMENT, "NOTICE_KIND_INVALID", ZH_BUSY,
-                               "notice kind %d of subject %zu is unknown", (int)kinds[i], i);
-        used[kinds[i]] = true;
-    }
-    notice_text *text = malloc((FXB_NOTICE_PAID + 1) * sizeof *text);
+    notice_text *text = prepare(p, subjects, kinds, n, err);
     if (text == NULL)
-        return fxb_err_set(err, FXB_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", ZH_BUSY,
-                           "out of memory for benefit notices");
-    for (int k = FXB_NOTICE_GRANTED; k <= FXB_NOTICE_PAID; k++)
-        if (used[k])
-            compose_kind(p, (fxb_benefit_notice_kind)k, &text[k]);
+        return err->code;
     fxb_code rc = FXB_OK;
     for (size_t start = 0; start < n && rc == FXB_OK; start += NOTIFY_CHUNK) {
         size_t m = n - start < NOTIFY_CHUNK ? n - start : NOTIFY_CHUNK;

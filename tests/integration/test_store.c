@@ -422,6 +422,56 @@ static void test_eval_runs_script_with_keys_and_args(void **state)
     fxb_store_free(s);
 }
 
+/* fxb_store_eval_with: the extras' replies come back after the script's,
+ * also when the script is not cached (NOSCRIPT, then EVAL) and when the
+ * script refuses (a business error: the extras still answered). */
+static void test_eval_with_returns_the_extra_replies_of_the_same_round_trip(void **state)
+{
+    (void)state;
+    fxb_store *s = open_shared();
+    fxb_err err;
+    static fxb_script sc = FXB_SCRIPT("test_with", "return redis.call('INCR', KEYS[1])");
+    static fxb_script no =
+        FXB_SCRIPT("test_with_no", "return redis.error_reply('FXB 9 NOT_NOW later')");
+    const char *keys[] = {key("w")};
+    const char *get[] = {"GET", keys[0]};
+    const char *other[] = {"EXISTS", key("absent")};
+    fxb_store_cmd extra[] = {{2, get, NULL}, {2, other, NULL}};
+    redisReply *x[2];
+    freeReplyObject(fxb_store_command(s, &err, "DEL %s", keys[0]));
+    for (int round = 0; round < 3; round++) {
+        if (round == 1)
+            freeReplyObject(fxb_store_command(s, &err, "SCRIPT FLUSH"));
+        redisReply *r = fxb_store_eval_with(s, &err, &sc, 1, keys, 0, NULL, NULL, 2, extra, x);
+        assert_non_null(r);
+        assert_int_equal(r->integer, round + 1);
+        assert_non_null(x[0]);
+        assert_non_null(x[1]);
+        assert_int_equal(x[1]->integer, 0);
+        /* the GET ran after the script, except on NOSCRIPT (then before) */
+        assert_int_equal(x[0]->type, REDIS_REPLY_STRING);
+        assert_int_equal(strtoll(x[0]->str, NULL, 10), round == 1 ? round : round + 1);
+        freeReplyObject(r);
+        freeReplyObject(x[0]);
+        freeReplyObject(x[1]);
+    }
+    assert_null(fxb_store_eval_with(s, &err, &no, 0, NULL, 0, NULL, NULL, 2, extra, x));
+    assert_int_equal(err.code, FXB_FAILED_PRECONDITION);
+    assert_string_equal(err.reason, "NOT_NOW");
+    assert_non_null(x[0]);
+    assert_non_null(x[1]);
+    freeReplyObject(x[0]);
+    freeReplyObject(x[1]);
+    /* extras without room for their replies: refused, nothing run */
+    assert_null(fxb_store_eval_with(s, &err, &sc, 1, keys, 0, NULL, NULL, 2, extra, NULL));
+    assert_int_equal(err.code, FXB_INTERNAL);
+    redisReply *v = fxb_store_command(s, &err, "GET %s", keys[0]);
+    assert_string_equal(v->str, "3");
+    freeReplyObject(v);
+    freeReplyObject(fxb_store_command(s, &err, "DEL %s", keys[0]));
+    fxb_store_free(s);
+}
+
 static void test_eval_sha_is_the_one_redis_computes(void **state)
 {
     fxb_store *s = open_shared();
@@ -830,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_hash_fields_are_read_from_an_hgetall_reply),
         cmocka_unit_test(test_send_does_not_wait_and_later_replies_stay_paired),
         cmocka_unit_test(test_eval_runs_script_with_keys_and_args),
+        cmocka_unit_test(test_eval_with_returns_the_extra_replies_of_the_same_round_trip),
         cmocka_unit_test(test_eval_sha_is_the_one_redis_computes),
         cmocka_unit_test(test_eval_maps_fxb_error_reply_to_code_reason_and_message),
         cmocka_unit_test(test_eval_maps_fxb_error_raised_with_error_table_and_drops_redis_suffix),
