@@ -294,26 +294,28 @@ static notice_text *prepare(const fxb_policy *p, const char *const *subjects,
     return text;
 }
 
-fxb_code fxb_benefit_notify_inboxes(fxb_store *s, const fxb_policy *p, const char *const *subjects,
-                                    const char *const *inboxes,
-                                    const fxb_benefit_notice_kind *kinds, size_t n, int64_t now_ms,
-                                    size_t *sent, fxb_err *err)
+/* Both entry points: checks, composes the texts, then per chunk of
+ * NOTIFY_CHUNK delivers to the inboxes given, or (inboxes NULL) resolves
+ * them first. */
+static fxb_code notify(fxb_store *s, const fxb_policy *p, const char *const *subjects,
+                       const char *const *inboxes, const fxb_benefit_notice_kind *kinds, size_t n,
+                       int64_t now_ms, size_t *sent, fxb_err *err)
 {
     size_t count = 0;
     if (sent != NULL)
         *sent = 0;
     if (n == 0)
         return FXB_OK;
-    if (inboxes == NULL)
-        return fxb_err_set(err, FXB_INVALID_ARGUMENT, "NOTICE_INVALID", ZH_BUSY,
-                           "benefit notices need the inboxes resolved");
     notice_text *text = prepare(p, subjects, kinds, n, err);
     if (text == NULL)
         return err->code;
     fxb_code rc = FXB_OK;
     for (size_t start = 0; start < n && rc == FXB_OK; start += NOTIFY_CHUNK) {
         size_t m = n - start < NOTIFY_CHUNK ? n - start : NOTIFY_CHUNK;
-        rc = deliver_chunk(s, p, inboxes + start, kinds + start, m, now_ms, text, &count, err);
+        rc =
+            inboxes != NULL
+                ? deliver_chunk(s, p, inboxes + start, kinds + start, m, now_ms, text, &count, err)
+                : notify_chunk(s, p, subjects + start, kinds + start, m, now_ms, text, &count, err);
     }
     free(text);
     if (sent != NULL)
@@ -321,25 +323,23 @@ fxb_code fxb_benefit_notify_inboxes(fxb_store *s, const fxb_policy *p, const cha
     return rc;
 }
 
+fxb_code fxb_benefit_notify_inboxes(fxb_store *s, const fxb_policy *p, const char *const *subjects,
+                                    const char *const *inboxes,
+                                    const fxb_benefit_notice_kind *kinds, size_t n, int64_t now_ms,
+                                    size_t *sent, fxb_err *err)
+{
+    if (n > 0 && inboxes == NULL) {
+        if (sent != NULL)
+            *sent = 0;
+        return fxb_err_set(err, FXB_INVALID_ARGUMENT, "NOTICE_INVALID", ZH_BUSY,
+                           "benefit notices need the inboxes resolved");
+    }
+    return notify(s, p, subjects, inboxes, kinds, n, now_ms, sent, err);
+}
+
 fxb_code fxb_benefit_notify(fxb_store *s, const fxb_policy *p, const char *const *subjects,
                             const fxb_benefit_notice_kind *kinds, size_t n, int64_t now_ms,
                             size_t *sent, fxb_err *err)
 {
-    size_t count = 0;
-    if (sent != NULL)
-        *sent = 0;
-    if (n == 0)
-        return FXB_OK;
-    notice_text *text = prepare(p, subjects, kinds, n, err);
-    if (text == NULL)
-        return err->code;
-    fxb_code rc = FXB_OK;
-    for (size_t start = 0; start < n && rc == FXB_OK; start += NOTIFY_CHUNK) {
-        size_t m = n - start < NOTIFY_CHUNK ? n - start : NOTIFY_CHUNK;
-        rc = notify_chunk(s, p, subjects + start, kinds + start, m, now_ms, text, &count, err);
-    }
-    free(text);
-    if (sent != NULL)
-        *sent = count;
-    return rc;
+    return notify(s, p, subjects, NULL, kinds, n, now_ms, sent, err);
 }
