@@ -439,8 +439,12 @@ static void test_eval_with_returns_the_extra_replies_of_the_same_round_trip(void
     fxb_store_cmd extra[] = {{2, get, NULL}, {2, other, NULL}};
     redisReply *x[2];
     freeReplyObject(fxb_store_command(s, &err, "DEL %s", keys[0]));
-    for (int round = 0; round < 3; round++) {
-        if (round == 1)
+    /* cached first (a fresh Redis has not seen it): the key is 1 */
+    redisReply *r0 = fxb_store_eval(s, &err, &sc, 1, keys, 0, NULL, NULL);
+    assert_non_null(r0);
+    freeReplyObject(r0);
+    for (int round = 1; round <= 3; round++) {
+        if (round == 2)
             freeReplyObject(fxb_store_command(s, &err, "SCRIPT FLUSH"));
         redisReply *r = fxb_store_eval_with(s, &err, &sc, 1, keys, 0, NULL, NULL, 2, extra, x);
         assert_non_null(r);
@@ -450,7 +454,7 @@ static void test_eval_with_returns_the_extra_replies_of_the_same_round_trip(void
         assert_int_equal(x[1]->integer, 0);
         /* the GET ran after the script, except on NOSCRIPT (then before) */
         assert_int_equal(x[0]->type, REDIS_REPLY_STRING);
-        assert_int_equal(strtoll(x[0]->str, NULL, 10), round == 1 ? round : round + 1);
+        assert_int_equal(strtoll(x[0]->str, NULL, 10), round == 2 ? round : round + 1);
         freeReplyObject(r);
         freeReplyObject(x[0]);
         freeReplyObject(x[1]);
@@ -466,7 +470,7 @@ static void test_eval_with_returns_the_extra_replies_of_the_same_round_trip(void
     assert_null(fxb_store_eval_with(s, &err, &sc, 1, keys, 0, NULL, NULL, 2, extra, NULL));
     assert_int_equal(err.code, FXB_INTERNAL);
     redisReply *v = fxb_store_command(s, &err, "GET %s", keys[0]);
-    assert_string_equal(v->str, "3");
+    assert_string_equal(v->str, "4");
     freeReplyObject(v);
     freeReplyObject(fxb_store_command(s, &err, "DEL %s", keys[0]));
     fxb_store_free(s);
