@@ -193,6 +193,124 @@ static bool parse_score_pos(const char *pos, int64_t *score, const char **id)
     return true;
 }
 
+/* --- paging a sorted set of policy ids --------------------------------------------- */
+
+/* A list over a sorted set of policy ids, newest first (score, then id,
+ * both descending), resumed from a page token "<score>.<id>" sealed for its
+ * scope. Per round of SCAN_BATCH entries past the cursor, fetch adds `per`
+ * commands for an entry (false: out of memory); they run in one pipeline;
+ * take then judges each entry from its replies (*taken, or skipped: an
+ * index entry left behind, a filter), or fails (an fxb_ctx_fail code). The
+ * list ends when the page is full, the set is exhausted, or SCAN_MAX
+ * entries were examined (then the token resumes after the last one). */
+typedef struct zpager {
+    const char *key, *scope, *token;
+    size_t page, per;
+    bool (*fetch)(void *arg, fxb_arena *a, const char *id, const char **argv[]);
+    fxb_code (*take)(void *arg, const char *id, redisReply *const *replies, bool *taken);
+    void *arg;
+} zpager;
+
+/* Runs z; *next receives the next page's token ("" at the end). */
+static fxb_code zpage(fxb_ctx *ctx, const zpager *z, const char **next)
+{
+    fxb_arena *a = fxb_ctx_arena(ctx);
+    fxb_store *st = fxb_ctx_store(ctx);
+    int64_t cur_score = 0;
+    const char *cur_id = NULL;
+    if (z->token != NULL && z->token[0] != '\0') {
+        char *pos = token_open(a, z->scope, z->token);
+        if (pos == NULL || !parse_score_pos(pos, &cur_score, &cur_id) ||
+            !fxb_policy_id_valid(cur_id))
+            return bad_token(ctx);
+    }
+    char max[24], batch[16];
+    if (cur_id != NULL)
+        snprintf(max, sizeof max, "%" PRId64, cur_score);
+    else
+        snprintf(max, sizeof max, "+inf");
+    snprintf(batch, sizeof batch, "%d", SCAN_BATCH);
+    size_t m = 0, examined = 0, offset = 0;
+    bool more = false, full = false;
+    int64_t last_score = cur_score;
+    const char *last_id = cur_id;
+    fxb_err err;
+    while (!full && examined < SCAN_MAX) {
+        char off[24];
+        snprintf(off, sizeof off, "%zu", offset);
+        const char *argv[] = {"ZREVRANGEBYSCORE", z->key,  max, "-inf",
+                              "WITHSCORES",       "LIMIT", off, batch};
+        redisReply *r = fxb_store_commandv(st, &err, 8, argv, NULL);
+        if (r == NULL)
+            return fxb_ctx_fail_err(ctx, &err);
+        if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
+            freeReplyObject(r);
+            return store_shape(ctx, "ZREVRANGEBYSCORE");
+        }
+        size_t got = r->elements / 2, room = got ? got : 1;
+        offset += got;
+        /* the records of the round's entries past the cursor, in one round trip */
+        fxb_store_cmd *cmds = fxb_arena_calloc(a, z->per * room, sizeof *cmds);
+        redisReply **rs = fxb_arena_calloc(a, z->per * room, sizeof *rs);
+        const char **ids = fxb_arena_calloc(a, room, sizeof *ids);
+        int64_t *scores = fxb_arena_calloc(a, room, sizeof *scores);
+        const char **cmd_argv[8];
+        bool ok = cmds != NULL && rs != NULL && ids != NULL && scores != NULL && z->per <= 8;
+        size_t k = 0;
+        for (size_t i = 0; ok && i < got; i++) {
+            const redisReply *mem = r->element[2 * i], *sc = r->element[2 * i + 1];
+            if (mem->type != REDIS_REPLY_STRING || sc->type != REDIS_REPLY_STRING ||
+                !fxb_policy_id_valid(mem->str))
+                continue;
+            int64_t score = strtoll(sc->str, NULL, 10);
+            if (cur_id != NULL &&
+                (score > cur_score || (score == cur_score && strcmp(mem->str, cur_id) >= 0)))
+                continue;
+            ids[k] = fxb_arena_strdup(a, mem->str);
+            ok = ids[k] != NULL && z->fetch(z->arg, a, ids[k], cmd_argv);
+            for (size_t c = 0; ok && c < z->per; c++) {
+                int argc = 0;
+                while (cmd_argv[c][argc] != NULL)
+                    argc++;
+                cmds[z->per * k + c] = (fxb_store_cmd){argc, cmd_argv[c], NULL};
+            }
+            scores[k++] = score;
+        }
+        freeReplyObject(r);
+        if (!ok)
+            return out_of_memory(ctx);
+        if (k > 0 && fxb_store_pipeline(st, &err, z->per * k, cmds, rs) != FXB_OK)
+            return fxb_ctx_fail_err(ctx, &err);
+        size_t i = 0;
+        fxb_code rc = FXB_OK;
+        for (; i < k && !full && examined < SCAN_MAX && rc == FXB_OK; i++) {
+            examined++;
+            last_score = scores[i];
+            last_id = ids[i];
+            bool taken = false;
+            rc = z->take(z->arg, ids[i], rs + z->per * i, &taken);
+            if (rc == FXB_OK && taken)
+                full = ++m == z->page;
+        }
+        for (size_t j = 0; j < z->per * k; j++)
+            if (rs[j] != NULL)
+                freeReplyObject(rs[j]);
+        if (rc != FXB_OK)
+            return rc;
+        more = i < k || got == SCAN_BATCH;
+        if (got < SCAN_BATCH && i == k)
+            break;
+    }
+    *next = "";
+    if (more && last_id != NULL) {
+        const char *pos = fxb_arena_printf(a, "%" PRId64 ".%s", last_score, last_id);
+        *next = pos ? token_make(a, z->scope, pos) : NULL;
+        if (*next == NULL)
+            return out_of_memory(ctx);
+    }
+    return FXB_OK;
+}
+
 /* --- callers, departments, subjects ----------------------------------------------- */
 
 static bool is_admin(fxb_ctx *ctx)
@@ -652,13 +770,52 @@ static fxb_code get_policy(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
 
 /* --- ListPolicies ----------------------------------------------------------------- */
 
+/* ListPolicies' fetch and take (zpager): the policy record; kept when it
+ * matches the status and department asked. */
+typedef struct policy_pick {
+    fxb_ctx *ctx;
+    const Fxb__V1__ListPoliciesRequest *req;
+    const char *dept;
+    Fxb__V1__Policy **out;
+    size_t m;
+    const fxb_schema *schema;
+} policy_pick;
+
+static bool policy_fetch(void *arg, fxb_arena *a, const char *id, const char **argv[])
+{
+    (void)arg;
+    const char **get = fxb_arena_calloc(a, 3, sizeof *get);
+    if (get == NULL || (get[1] = fxb_policy_key(a, id, "policy")) == NULL)
+        return false;
+    get[0] = "HGETALL";
+    argv[0] = get;
+    return true;
+}
+
+static fxb_code policy_take(void *arg, const char *id, redisReply *const *replies, bool *taken)
+{
+    policy_pick *pk = arg;
+    const redisReply *kv = replies[0];
+    if (kv == NULL || kv->type != REDIS_REPLY_ARRAY || kv->elements == 0)
+        return FXB_OK; /* an index entry left behind */
+    if (pk->req->status != 0 && fxb_store_hash_int(kv, "status") != pk->req->status)
+        return FXB_OK;
+    if (pk->dept[0] && strcmp(str_or_empty(fxb_store_hash_get(kv, "department")), pk->dept) != 0)
+        return FXB_OK;
+    pk->out[pk->m] = policy_proto(fxb_ctx_arena(pk->ctx), pk->schema, id, kv);
+    if (pk->out[pk->m] == NULL)
+        return out_of_memory(pk->ctx);
+    pk->m++;
+    *taken = true;
+    return FXB_OK;
+}
+
 static fxb_code list_policies(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
                               ProtobufCMessage *resp_msg)
 {
     const Fxb__V1__ListPoliciesRequest *req = (const Fxb__V1__ListPoliciesRequest *)req_msg;
     Fxb__V1__ListPoliciesResponse *resp = (Fxb__V1__ListPoliciesResponse *)resp_msg;
     fxb_arena *a = fxb_ctx_arena(ctx);
-    fxb_store *st = fxb_ctx_store(ctx);
     const char *dept = str_or_empty(req->department);
     /* officers: the runtime admitted only their own department */
     if (dept[0] == '\0' ? !is_admin(ctx) : !fxb_policy_dept_valid(dept))
@@ -676,128 +833,25 @@ static fxb_code list_policies(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
     const char *scope = fxb_arena_printf(a, "policies|%s|%d", dept, (int)req->status);
     if (scope == NULL)
         return out_of_memory(ctx);
-    int64_t cur_score = 0;
-    const char *cur_id = NULL;
-    if (req->page_token != NULL && req->page_token[0] != '\0') {
-        char *pos = token_open(a, scope, req->page_token);
-        if (pos == NULL || !parse_score_pos(pos, &cur_score, &cur_id) ||
-            !fxb_policy_id_valid(cur_id))
-            return bad_token(ctx);
-    }
     const char *key = dept[0] ? fxb_arena_printf(a, "fxb:benefit:dept:%s", dept)
                               : fxb_arena_strdup(a, "fxb:benefit:policies");
-    Fxb__V1__Policy **out = fxb_arena_calloc(a, page, sizeof *out);
-    if (key == NULL || out == NULL)
+    policy_pick pk = {
+        ctx, req, dept, fxb_arena_calloc(a, page, sizeof *pk.out), 0, schema_or_null(ctx)};
+    if (key == NULL || pk.out == NULL) {
+        if (pk.schema != NULL)
+            fxb_profile_schema_release(pk.schema);
         return out_of_memory(ctx);
-    const fxb_schema *schema = schema_or_null(ctx);
-    char max[24], batch[16];
-    if (cur_id != NULL)
-        snprintf(max, sizeof max, "%" PRId64, cur_score);
-    else
-        snprintf(max, sizeof max, "+inf");
-    snprintf(batch, sizeof batch, "%d", SCAN_BATCH);
-    size_t m = 0, examined = 0, offset = 0;
-    bool more = false, full = false;
-    int64_t last_score = cur_score;
-    const char *last_id = cur_id;
-    fxb_err err;
-    rc = FXB_OK;
-    while (rc == FXB_OK && !full && examined < SCAN_MAX) {
-        char off[24];
-        snprintf(off, sizeof off, "%zu", offset);
-        const char *argv[] = {"ZREVRANGEBYSCORE", key,     max, "-inf",
-                              "WITHSCORES",       "LIMIT", off, batch};
-        redisReply *r = fxb_store_commandv(st, &err, 8, argv, NULL);
-        if (r == NULL) {
-            rc = fxb_ctx_fail_err(ctx, &err);
-            break;
-        }
-        if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
-            freeReplyObject(r);
-            rc = store_shape(ctx, "ZREVRANGEBYSCORE");
-            break;
-        }
-        size_t got = r->elements / 2;
-        offset += got;
-        /* the records of the batch's entries past the cursor, in one round trip */
-        fxb_store_cmd *cmds = fxb_arena_calloc(a, got ? got : 1, sizeof *cmds);
-        redisReply **recs = fxb_arena_calloc(a, got ? got : 1, sizeof *recs);
-        const char **ids = fxb_arena_calloc(a, got ? got : 1, sizeof *ids);
-        int64_t *scores = fxb_arena_calloc(a, got ? got : 1, sizeof *scores);
-        if (cmds == NULL || recs == NULL || ids == NULL || scores == NULL) {
-            freeReplyObject(r);
-            rc = out_of_memory(ctx);
-            break;
-        }
-        size_t k = 0;
-        for (size_t i = 0; i < got; i++) {
-            const redisReply *mem = r->element[2 * i], *sc = r->element[2 * i + 1];
-            if (mem->type != REDIS_REPLY_STRING || sc->type != REDIS_REPLY_STRING ||
-                !fxb_policy_id_valid(mem->str))
-                continue;
-            int64_t score = strtoll(sc->str, NULL, 10);
-            if (cur_id != NULL &&
-                (score > cur_score || (score == cur_score && strcmp(mem->str, cur_id) >= 0)))
-                continue;
-            const char **argv2 = fxb_arena_calloc(a, 2, sizeof *argv2);
-            ids[k] = fxb_arena_strdup(a, mem->str);
-            if (argv2 == NULL || ids[k] == NULL ||
-                (argv2[1] = fxb_policy_key(a, ids[k], "policy")) == NULL) {
-                rc = FXB_RESOURCE_EXHAUSTED;
-                break;
-            }
-            argv2[0] = "HGETALL";
-            cmds[k] = (fxb_store_cmd){2, argv2, NULL};
-            scores[k++] = score;
-        }
-        freeReplyObject(r);
-        if (rc != FXB_OK) {
-            rc = out_of_memory(ctx);
-            break;
-        }
-        if (k > 0 && fxb_store_pipeline(st, &err, k, cmds, recs) != FXB_OK) {
-            rc = fxb_ctx_fail_err(ctx, &err);
-            break;
-        }
-        size_t i = 0;
-        for (; i < k && !full && examined < SCAN_MAX; i++) {
-            examined++;
-            last_score = scores[i];
-            last_id = ids[i];
-            const redisReply *kv = recs[i];
-            if (kv == NULL || kv->type != REDIS_REPLY_ARRAY || kv->elements == 0)
-                continue; /* an index entry left behind */
-            if (req->status != 0 && fxb_store_hash_int(kv, "status") != req->status)
-                continue;
-            if (dept[0] && strcmp(str_or_empty(fxb_store_hash_get(kv, "department")), dept) != 0)
-                continue;
-            out[m] = policy_proto(a, schema, ids[i], kv);
-            if (out[m] == NULL) {
-                rc = out_of_memory(ctx);
-                break;
-            }
-            full = ++m == page;
-        }
-        for (size_t j = 0; j < k; j++)
-            if (recs[j] != NULL)
-                freeReplyObject(recs[j]);
-        more = i < k || got == SCAN_BATCH;
-        if (got < SCAN_BATCH && i == k)
-            break;
     }
-    if (schema != NULL)
-        fxb_profile_schema_release(schema);
+    zpager z = {key, scope, req->page_token, page, 1, policy_fetch, policy_take, &pk};
+    const char *next = "";
+    rc = zpage(ctx, &z, &next);
+    if (pk.schema != NULL)
+        fxb_profile_schema_release(pk.schema);
     if (rc != FXB_OK)
         return rc;
-    resp->policies = out;
-    resp->n_policies = m;
-    resp->next_page_token = "";
-    if (more && last_id != NULL) {
-        const char *pos = fxb_arena_printf(a, "%" PRId64 ".%s", last_score, last_id);
-        resp->next_page_token = pos ? token_make(a, scope, pos) : NULL;
-        if (resp->next_page_token == NULL)
-            return out_of_memory(ctx);
-    }
+    resp->policies = pk.out;
+    resp->n_policies = pk.m;
+    resp->next_page_token = (char *)next;
     return FXB_OK;
 }
 
@@ -1425,6 +1479,56 @@ static fxb_code explain_page(fxb_ctx *ctx, const char *subject, Fxb__V1__Entitle
 
 /* --- ListMyEntitlements / GetMyEntitlement / DeclineEntitlement ------------------------ */
 
+/* ListMyEntitlements' fetch and take (zpager): the subject's entitlement
+ * and the policy's facts; kept when it parses and has the state asked. */
+typedef struct ent_pick {
+    fxb_ctx *ctx;
+    const Fxb__V1__ListMyEntitlementsRequest *req;
+    const char *subject;
+    Fxb__V1__Entitlement **out;
+    const char **helds;
+    fxb_policy *pols;
+    size_t m;
+} ent_pick;
+
+static bool ent_fetch(void *arg, fxb_arena *a, const char *id, const char **argv[])
+{
+    const ent_pick *pk = arg;
+    const char **get = fxb_arena_calloc(a, 4, sizeof *get);
+    const char **facts = fxb_arena_calloc(a, 3 + N_FACTS, sizeof *facts);
+    if (get == NULL || facts == NULL || (get[1] = fxb_policy_key(a, id, "ent")) == NULL ||
+        (facts[1] = fxb_policy_key(a, id, "policy")) == NULL)
+        return false;
+    get[0] = "HGET";
+    get[2] = pk->subject;
+    facts[0] = "HMGET";
+    for (size_t f = 0; f < N_FACTS; f++)
+        facts[2 + f] = fact_fields[f];
+    argv[0] = get;
+    argv[1] = facts;
+    return true;
+}
+
+static fxb_code ent_take(void *arg, const char *id, redisReply *const *replies, bool *taken)
+{
+    ent_pick *pk = arg;
+    fxb_arena *a = fxb_ctx_arena(pk->ctx);
+    const redisReply *ev = replies[0];
+    fxb_ent e;
+    fxb_policy p;
+    if (ev == NULL || ev->type != REDIS_REPLY_STRING ||
+        !fxb_ent_parse(pk->subject, ev->str, ev->len, &e) || !facts_from(a, replies[1], &p))
+        return FXB_OK; /* an index entry left behind */
+    if (pk->req->state != 0 && e.state != (int)pk->req->state)
+        return FXB_OK;
+    if ((pk->out[pk->m] = ent_proto(a, id, &e, &p)) == NULL ||
+        (pk->helds[pk->m] = fxb_arena_strdup(a, e.held)) == NULL)
+        return out_of_memory(pk->ctx);
+    pk->pols[pk->m++] = p;
+    *taken = true;
+    return FXB_OK;
+}
+
 static fxb_code list_my_entitlements(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
                                      ProtobufCMessage *resp_msg)
 {
@@ -1432,7 +1536,6 @@ static fxb_code list_my_entitlements(fxb_ctx *ctx, const ProtobufCMessage *req_m
         (const Fxb__V1__ListMyEntitlementsRequest *)req_msg;
     Fxb__V1__ListEntitlementsResponse *resp = (Fxb__V1__ListEntitlementsResponse *)resp_msg;
     fxb_arena *a = fxb_ctx_arena(ctx);
-    fxb_store *st = fxb_ctx_store(ctx);
     if ((unsigned)req->state > FXB__V1__ENTITLEMENT_STATE__ENTITLEMENT_STATE_ENDED)
         return fxb_ctx_fail(ctx, FXB_INVALID_ARGUMENT, "STATE_INVALID", "查询条件不正确",
                             "state must be 0 (any) or an EntitlementState");
@@ -1451,123 +1554,17 @@ static fxb_code list_my_entitlements(fxb_ctx *ctx, const ProtobufCMessage *req_m
     fxb_policy *pols = fxb_arena_calloc(a, page, sizeof *pols);
     if (scope == NULL || key == NULL || out == NULL || helds == NULL || pols == NULL)
         return out_of_memory(ctx);
-    int64_t cur_score = 0;
-    const char *cur_id = NULL;
-    if (req->page_token != NULL && req->page_token[0] != '\0') {
-        char *pos = token_open(a, scope, req->page_token);
-        if (pos == NULL || !parse_score_pos(pos, &cur_score, &cur_id) ||
-            !fxb_policy_id_valid(cur_id))
-            return bad_token(ctx);
-    }
-    char max[24], batch[16];
-    if (cur_id != NULL)
-        snprintf(max, sizeof max, "%" PRId64, cur_score);
-    else
-        snprintf(max, sizeof max, "+inf");
-    snprintf(batch, sizeof batch, "%d", SCAN_BATCH);
-    size_t m = 0, examined = 0, offset = 0;
-    bool more = false, full = false;
-    int64_t last_score = cur_score;
-    const char *last_id = cur_id;
-    fxb_err err;
-    while (!full && examined < SCAN_MAX) {
-        char off[24];
-        snprintf(off, sizeof off, "%zu", offset);
-        const char *argv[] = {"ZREVRANGEBYSCORE", key,     max, "-inf",
-                              "WITHSCORES",       "LIMIT", off, batch};
-        redisReply *r = fxb_store_commandv(st, &err, 8, argv, NULL);
-        if (r == NULL)
-            return fxb_ctx_fail_err(ctx, &err);
-        if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
-            freeReplyObject(r);
-            return store_shape(ctx, "ZREVRANGEBYSCORE");
-        }
-        size_t got = r->elements / 2;
-        offset += got;
-        /* per entry: the entitlement and the policy's facts */
-        fxb_store_cmd *cmds = fxb_arena_calloc(a, 2 * (got ? got : 1), sizeof *cmds);
-        redisReply **rs = fxb_arena_calloc(a, 2 * (got ? got : 1), sizeof *rs);
-        const char **ids = fxb_arena_calloc(a, got ? got : 1, sizeof *ids);
-        int64_t *scores = fxb_arena_calloc(a, got ? got : 1, sizeof *scores);
-        if (cmds == NULL || rs == NULL || ids == NULL || scores == NULL) {
-            freeReplyObject(r);
-            return out_of_memory(ctx);
-        }
-        size_t k = 0;
-        bool ok = true;
-        for (size_t i = 0; ok && i < got; i++) {
-            const redisReply *mem = r->element[2 * i], *sc = r->element[2 * i + 1];
-            if (mem->type != REDIS_REPLY_STRING || sc->type != REDIS_REPLY_STRING ||
-                !fxb_policy_id_valid(mem->str))
-                continue;
-            int64_t score = strtoll(sc->str, NULL, 10);
-            if (cur_id != NULL &&
-                (score > cur_score || (score == cur_score && strcmp(mem->str, cur_id) >= 0)))
-                continue;
-            const char **get = fxb_arena_calloc(a, 3, sizeof *get);
-            const char **facts = fxb_arena_calloc(a, 2 + N_FACTS, sizeof *facts);
-            ids[k] = fxb_arena_strdup(a, mem->str);
-            ok = get != NULL && facts != NULL && ids[k] != NULL;
-            if (!ok)
-                break;
-            get[0] = "HGET";
-            get[1] = fxb_policy_key(a, ids[k], "ent");
-            get[2] = subject;
-            facts[0] = "HMGET";
-            facts[1] = fxb_policy_key(a, ids[k], "policy");
-            for (size_t f = 0; f < N_FACTS; f++)
-                facts[2 + f] = fact_fields[f];
-            ok = get[1] != NULL && facts[1] != NULL;
-            cmds[2 * k] = (fxb_store_cmd){3, get, NULL};
-            cmds[2 * k + 1] = (fxb_store_cmd){(int)(2 + N_FACTS), facts, NULL};
-            scores[k++] = score;
-        }
-        freeReplyObject(r);
-        if (!ok)
-            return out_of_memory(ctx);
-        if (k > 0 && fxb_store_pipeline(st, &err, 2 * k, cmds, rs) != FXB_OK)
-            return fxb_ctx_fail_err(ctx, &err);
-        size_t i = 0;
-        rc = FXB_OK;
-        for (; i < k && !full && examined < SCAN_MAX && rc == FXB_OK; i++) {
-            examined++;
-            last_score = scores[i];
-            last_id = ids[i];
-            const redisReply *ev = rs[2 * i];
-            fxb_ent e;
-            fxb_policy p;
-            if (ev == NULL || ev->type != REDIS_REPLY_STRING ||
-                !fxb_ent_parse(subject, ev->str, ev->len, &e) || !facts_from(a, rs[2 * i + 1], &p))
-                continue; /* an index entry left behind */
-            if (req->state != 0 && e.state != (int)req->state)
-                continue;
-            if ((out[m] = ent_proto(a, ids[i], &e, &p)) == NULL ||
-                (helds[m] = fxb_arena_strdup(a, e.held)) == NULL)
-                rc = out_of_memory(ctx);
-            pols[m] = p;
-            full = ++m == page;
-        }
-        for (size_t j = 0; j < 2 * k; j++)
-            if (rs[j] != NULL)
-                freeReplyObject(rs[j]);
-        if (rc != FXB_OK)
-            return rc;
-        more = i < k || got == SCAN_BATCH;
-        if (got < SCAN_BATCH && i == k)
-            break;
-    }
-    rc = explain_page(ctx, subject, out, helds, pols, m);
+    ent_pick pk = {ctx, req, subject, out, helds, pols, 0};
+    zpager z = {key, scope, req->page_token, page, 2, ent_fetch, ent_take, &pk};
+    const char *next = "";
+    rc = zpage(ctx, &z, &next);
+    if (rc == FXB_OK)
+        rc = explain_page(ctx, subject, out, helds, pols, pk.m);
     if (rc != FXB_OK)
         return rc;
     resp->entitlements = out;
-    resp->n_entitlements = m;
-    resp->next_page_token = "";
-    if (more && last_id != NULL) {
-        const char *pos = fxb_arena_printf(a, "%" PRId64 ".%s", last_score, last_id);
-        resp->next_page_token = pos ? token_make(a, scope, pos) : NULL;
-        if (resp->next_page_token == NULL)
-            return out_of_memory(ctx);
-    }
+    resp->n_entitlements = pk.m;
+    resp->next_page_token = (char *)next;
     return FXB_OK;
 }
 
