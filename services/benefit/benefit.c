@@ -1199,6 +1199,40 @@ static fxb_code subject_check(fxb_ctx *ctx, const char *subject)
                         "subject_id must be \"p\" or \"e\" followed by 24 lower-case hex digits");
 }
 
+/* ConfirmEntitlement / RejectEntitlement once checked: the transition, the
+ * subject's notice (granted at once, or ended), the audit entry "<pid>
+ * confirmed[: note]" / "<pid> rejected: reason", the entitlement as the
+ * answer. */
+static fxb_code staff_step(fxb_ctx *ctx, const fxb_policy *p, const char *subject, bool confirm,
+                           const char *text, ProtobufCMessage *resp_msg)
+{
+    int64_t now = fxb_wall_ms();
+    fxb_ent e;
+    fxb_err err;
+    const char *by = fxb_ctx_caller(ctx)->account_id;
+    fxb_code rc = confirm ? fxb_ent_confirm(fxb_ctx_store(ctx), p->id, subject, now, by, &e, &err)
+                          : fxb_ent_reject(fxb_ctx_store(ctx), p->id, subject, now, by, &e, &err);
+    if (rc != FXB_OK)
+        return fxb_ctx_fail_err(ctx, &err);
+    if (!confirm)
+        notify(ctx, p, subject, FXB_NOTICE_ENDED, now);
+    else if (e.state == FXB_ENT_GRANTED)
+        notify(ctx, p, subject, FXB_NOTICE_GRANTED, now);
+    const char *why =
+        fxb_arena_printf(fxb_ctx_arena(ctx), "%s %s%s%s", p->id, confirm ? "confirmed" : "rejected",
+                         text && text[0] ? ": " : "", str_or_empty(text));
+    if (why == NULL)
+        return out_of_memory(ctx);
+    rc = audit(ctx, confirm ? "benefit.confirm" : "benefit.reject", subject, why, now);
+    if (rc != FXB_OK)
+        return rc;
+    Fxb__V1__Entitlement *x = ent_proto(fxb_ctx_arena(ctx), p->id, &e, p);
+    if (x == NULL)
+        return out_of_memory(ctx);
+    *(Fxb__V1__Entitlement *)resp_msg = *x;
+    return FXB_OK;
+}
+
 static fxb_code confirm_entitlement(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
                                     ProtobufCMessage *resp_msg)
 {
@@ -1212,27 +1246,7 @@ static fxb_code confirm_entitlement(fxb_ctx *ctx, const ProtobufCMessage *req_ms
         rc = text_check(ctx, req->note, 0, NOTE_MAX, "note", "NOTE_INVALID", "备注最多200个字符");
     if (rc != FXB_OK)
         return rc;
-    int64_t now = fxb_wall_ms();
-    fxb_ent e;
-    fxb_err err;
-    if (fxb_ent_confirm(fxb_ctx_store(ctx), p.id, req->subject_id, now,
-                        fxb_ctx_caller(ctx)->account_id, &e, &err) != FXB_OK)
-        return fxb_ctx_fail_err(ctx, &err);
-    if (e.state == FXB_ENT_GRANTED)
-        notify(ctx, &p, req->subject_id, FXB_NOTICE_GRANTED, now);
-    const char *why =
-        fxb_arena_printf(fxb_ctx_arena(ctx), "%s confirmed%s%s", p.id,
-                         req->note && req->note[0] ? ": " : "", str_or_empty(req->note));
-    if (why == NULL)
-        return out_of_memory(ctx);
-    rc = audit(ctx, "benefit.confirm", req->subject_id, why, now);
-    if (rc != FXB_OK)
-        return rc;
-    Fxb__V1__Entitlement *x = ent_proto(fxb_ctx_arena(ctx), p.id, &e, &p);
-    if (x == NULL)
-        return out_of_memory(ctx);
-    *(Fxb__V1__Entitlement *)resp_msg = *x;
-    return FXB_OK;
+    return staff_step(ctx, &p, req->subject_id, true, req->note, resp_msg);
 }
 
 static fxb_code reject_entitlement(fxb_ctx *ctx, const ProtobufCMessage *req_msg,
@@ -1249,24 +1263,7 @@ static fxb_code reject_entitlement(fxb_ctx *ctx, const ProtobufCMessage *req_msg
                         "请填写不予兑现的理由（1至200个字符）");
     if (rc != FXB_OK)
         return rc;
-    int64_t now = fxb_wall_ms();
-    fxb_ent e;
-    fxb_err err;
-    if (fxb_ent_reject(fxb_ctx_store(ctx), p.id, req->subject_id, now,
-                       fxb_ctx_caller(ctx)->account_id, &e, &err) != FXB_OK)
-        return fxb_ctx_fail_err(ctx, &err);
-    notify(ctx, &p, req->subject_id, FXB_NOTICE_ENDED, now);
-    const char *why = fxb_arena_printf(fxb_ctx_arena(ctx), "%s rejected: %s", p.id, req->reason);
-    if (why == NULL)
-        return out_of_memory(ctx);
-    rc = audit(ctx, "benefit.reject", req->subject_id, why, now);
-    if (rc != FXB_OK)
-        return rc;
-    Fxb__V1__Entitlement *x = ent_proto(fxb_ctx_arena(ctx), p.id, &e, &p);
-    if (x == NULL)
-        return out_of_memory(ctx);
-    *(Fxb__V1__Entitlement *)resp_msg = *x;
-    return FXB_OK;
+    return staff_step(ctx, &p, req->subject_id, false, req->reason, resp_msg);
 }
 
 /* --- RecordPayment ------------------------------------------------------------------ */
