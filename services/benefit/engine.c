@@ -654,19 +654,13 @@ static void notify(eng *e, const slot *s, const char *const *subjects,
                 err.message);
 }
 
-/* A failure worth retrying (Redis away, the engine interrupted, memory);
- * any other (a refusal of the entitlement scripts) would fail the same way
- * again and must not stop the engine: it is logged and the batch skipped
- * (the next re-check tries again). */
-static bool transient(fxb_code rc)
-{
-    return rc == FXB_UNAVAILABLE || rc == FXB_ABORTED || rc == FXB_RESOURCE_EXHAUSTED ||
-           rc == FXB_DEADLINE_EXCEEDED;
-}
-
+/* A transient failure (fxb_grantout_transient) is returned and retried; a
+ * refusal of the entitlement scripts would fail the same way again and
+ * must not stop the engine: it is logged and the batch skipped (the next
+ * re-check tries again). */
 static fxb_code skip_refusal(const slot *s, const char *what, size_t n, fxb_code rc, fxb_err *err)
 {
-    if (rc == FXB_OK || transient(rc))
+    if (rc == FXB_OK || fxb_grantout_transient(rc))
         return rc;
     fxb_log(FXB_LOG_ERROR, "benefit engine: policy %s: %s of %zu subjects refused (%s: %s)",
             s->p.id, what, n, err->reason, err->message);

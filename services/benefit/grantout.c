@@ -35,15 +35,6 @@ typedef struct lane {
     fxb_grantout_counts counts;
 } lane;
 
-/* A failure worth stopping for: the next batches would fail the same way
- * (Redis away, a timeout, memory) or the caller stopped. Any other (a
- * refusal of the scripts) concerns this batch only. */
-static bool transient(fxb_code rc)
-{
-    return rc == FXB_UNAVAILABLE || rc == FXB_ABORTED || rc == FXB_RESOURCE_EXHAUSTED ||
-           rc == FXB_DEADLINE_EXCEEDED;
-}
-
 static void fail(run *r, fxb_code rc, const fxb_err *err)
 {
     pthread_mutex_lock(&r->mu);
@@ -90,7 +81,7 @@ static void batch(lane *l, size_t b)
         if (accounts != NULL)
             freeReplyObject(accounts);
         fxb_arena_free(&a);
-        if (transient(rc)) {
+        if (fxb_grantout_transient(rc)) {
             fail(r, rc, &err);
         } else {
             fxb_log(FXB_LOG_ERROR,
@@ -150,6 +141,12 @@ static void batch(lane *l, size_t b)
     /* (persons without an account get none, which is not a failure) */
     l->counts.notices += sent;
     fxb_arena_free(&a);
+}
+
+bool fxb_grantout_transient(fxb_code rc)
+{
+    return rc == FXB_UNAVAILABLE || rc == FXB_ABORTED || rc == FXB_RESOURCE_EXHAUSTED ||
+           rc == FXB_DEADLINE_EXCEEDED;
 }
 
 static size_t take(run *r)

@@ -21,6 +21,7 @@
 #ifndef FXB_BENEFIT_GRANTOUT_H
 #define FXB_BENEFIT_GRANTOUT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "server/status.h"
@@ -40,6 +41,13 @@ typedef struct fxb_grantout_counts {
     size_t unsent;    /* notices of batches whose notices failed (logged; a person
                        * without an account gets none, which is not counted) */
 } fxb_grantout_counts;
+
+/* True for a failure the next batches would meet too (Redis away, a
+ * timeout, memory, the caller stopping): the write-out stops on it. Any
+ * other failure (a refusal of the entitlement scripts) concerns one batch,
+ * which is logged and skipped. The engine judges its own batches the same
+ * way. */
+bool fxb_grantout_transient(fxb_code rc);
 
 /* Asked on the caller's thread before each of its batches: FXB_OK goes on,
  * anything else (with *err filled) stops every thread after its current
