@@ -33,6 +33,7 @@
 #include "server/log.h"
 #include "server/text.h"
 #include "services/benefit/entitlement.h"
+#include "services/benefit/lists.h"
 #include "services/benefit/notice.h"
 #include "services/benefit/profile.h"
 #include "services/benefit/profile_view.h"
@@ -1544,6 +1545,10 @@ static fxb_code list_my_entitlements(fxb_ctx *ctx, const ProtobufCMessage *req_m
     rc = my_subject(ctx, req->enterprise_id, subject);
     if (rc != FXB_OK)
         return rc;
+    /* entries a large match has not listed yet (lists.h) first */
+    fxb_err lerr;
+    if (fxb_lists_repair(fxb_ctx_store(ctx), subject, NULL, &lerr) != FXB_OK)
+        return fxb_ctx_fail_err(ctx, &lerr);
     const char *scope = fxb_arena_printf(a, "mine|%s|%d", subject, (int)req->state);
     const char *key = subject_key(a, subject, "benefits");
     Fxb__V1__Entitlement **out = fxb_arena_calloc(a, page, sizeof *out);

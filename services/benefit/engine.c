@@ -49,6 +49,7 @@
 #include "server/log.h"
 #include "services/benefit/entitlement.h"
 #include "services/benefit/grantout.h"
+#include "services/benefit/lists.h"
 #include "services/benefit/index.h"
 #include "services/benefit/notice.h"
 #include "services/benefit/policy.h"
@@ -64,8 +65,12 @@
 #define FOLLOW_POLL_MS 2000 /* a follower tries the lease this often */
 /* Each step blocks on the feed at most this long: it bounds how late a
  * policy publish, a schema change or a sync request is noticed. */
-#define FEED_BLOCK_MS  100
-#define FEED_COUNT     1000 /* feed entries applied per batch */
+#define FEED_BLOCK_MS 100
+#define FEED_COUNT    1000 /* feed entries applied per batch */
+/* unlisted entries (of up to FXB_ENT_BATCH_MAX subjects each) whose list
+ * entries one step writes (lists.h) before it looks at the feed again:
+ * about 10-20 ms of Redis's time */
+#define LISTS_SLICE    8
 #define SCAN_COUNT     1000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -118,6 +123,10 @@ typedef struct eng {
      * EXISTS until it appears */
     bool feed_exists;
     bool need_build, recheck_owed, check_feed, lost;
+    /* list entries may be owed (lists.h): after a full match, a re-check,
+     * a build; listed counts them until none are */
+    bool lists_owed;
+    size_t listed;
     uint64_t renewed_ms; /* monotonic, last successful lease renewal */
     uint64_t next_recheck_ms;
     int block_ms;
@@ -805,6 +814,7 @@ static fxb_code full_match(eng *e, const slot *s, void **rows_out, fxb_err *err)
     fxb_code rc = fxb_grantout_run(stores, e->n_stores, &s->p, c.subjects, c.n, BY, grantout_go, e,
                                    NULL, err);
     free(c.subjects);
+    e->lists_owed = true; /* the write-out defers them (lists.h), even when it failed */
     uint64_t count = fxb_index_rows_count(rows);
     if (rc == FXB_OK) {
         fxb_err nerr;
@@ -914,8 +924,31 @@ static fxb_code recheck_policy(eng *e, slot *s, fxb_err *err)
     return rc;
 }
 
+/* Names among the unlisted every policy whose unlisted stream holds
+ * entries (lists.h: a grant-out batch whose SADD was lost). */
+static fxb_code lists_recover(eng *e, fxb_err *err)
+{
+    const char **ids = calloc(e->n_pols + e->n_closing + 1, sizeof *ids);
+    if (ids == NULL)
+        return oom(err);
+    size_t n = 0;
+    for (size_t i = 0; i < e->n_pols; i++)
+        ids[n++] = e->pols[i]->p.id;
+    for (size_t i = 0; i < e->n_closing; i++)
+        ids[n++] = e->closing[i]->p.id;
+    size_t found = 0;
+    fxb_code rc = fxb_lists_recover(e->st, ids, n, &found, err);
+    free(ids);
+    if (rc == FXB_OK && found > 0)
+        e->lists_owed = true;
+    return rc;
+}
+
 static fxb_code recheck_all(eng *e, fxb_err *err)
 {
+    fxb_code lrc = lists_recover(e, err);
+    if (lrc != FXB_OK)
+        return lrc;
     for (size_t i = 0; i < e->n_pols; i++) {
         slot *s = e->pols[i];
         if (s->rule == NULL)
@@ -1222,6 +1255,7 @@ static fxb_code build(eng *e, fxb_err *err)
      * ends what changed while no engine was following the feed */
     e->recheck_owed = true;
     e->benefit_rev = -1;
+    e->lists_owed = true; /* whatever a previous leader left */
     return FXB_OK;
 }
 
@@ -1257,9 +1291,11 @@ static char truth_letter(fxb_truth t)
 static fxb_code apply_subjects(eng *e, change *ch, size_t n, fxb_err *err)
 {
     fxb_arena *a = &e->batch;
-    fxb_store_cmd *cmds = fxb_arena_calloc(a, 2 * n, sizeof *cmds);
-    const char **argv = fxb_arena_calloc(a, 8 * n, sizeof *argv);
-    redisReply **replies = fxb_arena_calloc(a, 2 * n, sizeof *replies);
+    /* per subject its profile and its list, then the policies whose list
+     * entries are not all written yet (lists.h) */
+    fxb_store_cmd *cmds = fxb_arena_calloc(a, 2 * n + 1, sizeof *cmds);
+    const char **argv = fxb_arena_calloc(a, 8 * n + 2, sizeof *argv);
+    redisReply **replies = fxb_arena_calloc(a, 2 * n + 1, sizeof *replies);
     if (cmds == NULL || argv == NULL || replies == NULL)
         return oom(err);
     for (size_t i = 0; i < n; i++) {
@@ -1278,9 +1314,14 @@ static fxb_code apply_subjects(eng *e, change *ch, size_t n, fxb_err *err)
         cmds[2 * i] = (fxb_store_cmd){2, v, NULL};
         cmds[2 * i + 1] = (fxb_store_cmd){4, v + 2, NULL};
     }
-    fxb_code rc = fxb_store_pipeline(e->st, err, 2 * n, cmds, replies);
+    const char **sm = &argv[8 * n];
+    sm[0] = "SMEMBERS";
+    sm[1] = FXB_LISTS_PENDING;
+    cmds[2 * n] = (fxb_store_cmd){2, sm, NULL};
+    fxb_code rc = fxb_store_pipeline(e->st, err, 2 * n + 1, cmds, replies);
     if (rc != FXB_OK)
         return rc;
+    const redisReply *unlisted = replies[2 * n];
     for (size_t j = 0; j < e->n_pols; j++) {
         slot *s = e->pols[j];
         s->n_match = s->n_end = 0;
@@ -1332,7 +1373,9 @@ static fxb_code apply_subjects(eng *e, change *ch, size_t n, fxb_err *err)
                 txt[s->n_conds] = '\0';
                 s->grp_match[s->n_match].subject = subj;
                 s->grp_match[s->n_match++].held = txt;
-            } else if (has_policy(b, s->p.id)) {
+            } else if (has_policy(b, s->p.id) || fxb_lists_pending_has(unlisted, s->p.id)) {
+                /* (a pending policy may hold it unlisted: an end of a
+                 * subject without one changes nothing) */
                 if (s->grp_end == NULL)
                     s->grp_end = fxb_arena_calloc(a, n, sizeof *s->grp_end);
                 if (s->grp_end == NULL) {
@@ -1343,7 +1386,7 @@ static fxb_code apply_subjects(eng *e, change *ch, size_t n, fxb_err *err)
             }
         }
     }
-    for (size_t i = 0; i < 2 * n; i++)
+    for (size_t i = 0; i <= 2 * n; i++)
         if (replies[i] != NULL)
             freeReplyObject(replies[i]);
     for (size_t j = 0; j < e->n_pols && rc == FXB_OK; j++) {
@@ -1505,6 +1548,35 @@ static fxb_code read_revs(eng *e, int64_t *schema_rev, int64_t *benefit_rev, fxb
 }
 
 /* One round of the leader: revisions, owed work, syncs, re-check, feed. */
+/* One slice of the list entries owed (lists.h). */
+static fxb_code lists_slice(eng *e, fxb_err *err)
+{
+    fxb_lists_progress pr;
+    fxb_code rc = fxb_lists_work(e->st, LISTS_SLICE, &pr, err);
+    if (rc != FXB_OK)
+        return rc;
+    e->listed += pr.listed;
+    e->lists_owed = pr.more;
+    if (!pr.more && e->listed > 0) {
+        fxb_log(FXB_LOG_INFO, "benefit engine: %zu deferred list entries written", e->listed);
+        e->listed = 0;
+    }
+    return FXB_OK;
+}
+
+/* Every list entry owed: a sync waits for them (tests read the lists). */
+static fxb_code lists_drain(eng *e, fxb_err *err)
+{
+    while (e->lists_owed) {
+        if (!lease_ok(e))
+            return interrupted(err);
+        fxb_code rc = lists_slice(e, err);
+        if (rc != FXB_OK)
+            return rc;
+    }
+    return FXB_OK;
+}
+
 static fxb_code step(eng *e, fxb_err *err)
 {
     uint64_t want_sync, want_recheck;
@@ -1570,12 +1642,17 @@ static fxb_code step(eng *e, fxb_err *err)
             if (got == 0)
                 break; /* deleted: nothing more to read */
         }
+        rc = lists_drain(e, err);
+        if (rc != FXB_OK)
+            return rc;
         publish_feed_id(e);
         mark_synced(want_sync);
     }
     if (recheck_asked || mono_ms() >= e->next_recheck_ms) {
         int64_t at = fxb_wall_ms();
         rc = recheck_all(e, err);
+        if (rc == FXB_OK && recheck_asked)
+            rc = lists_drain(e, err);
         if (rc != FXB_OK)
             return rc;
         e->next_recheck_ms = mono_ms() + (uint64_t)g.recheck_ms;
@@ -1584,8 +1661,14 @@ static fxb_code step(eng *e, fxb_err *err)
     }
     if (!lease_ok(e))
         return interrupted(err);
+    if (e->lists_owed) {
+        rc = lists_slice(e, err);
+        if (rc != FXB_OK)
+            return rc;
+    }
     size_t got;
-    rc = read_feed(e, e->block_ms, &got, err);
+    /* with list entries still owed, only a look at the feed */
+    rc = read_feed(e, e->lists_owed ? 0 : e->block_ms, &got, err);
     if (rc == FXB_OK && got > 0)
         publish_feed_id(e);
     return rc;

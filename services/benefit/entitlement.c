@@ -47,14 +47,14 @@ static bool hex_run(const char *s, size_t n)
 
 /* "b" + 16 lower-case hex (policy.h; checked here too so that this module
  * stands on its own). */
-static bool policy_id_ok(const char *id)
+bool fxb_ent_policy_id_ok(const char *id)
 {
     return id != NULL && strnlen(id, FXB_POLICY_ID_LEN + 1) == FXB_POLICY_ID_LEN && id[0] == 'b' &&
            hex_run(id + 1, FXB_POLICY_ID_LEN - 1);
 }
 
 /* A person ("p") or enterprise ("e") subject: the letter + 24 lower-case hex. */
-static bool subject_ok(const char *s)
+bool fxb_ent_subject_ok(const char *s)
 {
     return s != NULL && (s[0] == 'p' || s[0] == 'e') &&
            strnlen(s, SUBJECT_LEN + 1) == SUBJECT_LEN && hex_run(s + 1, SUBJECT_LEN - 1);
@@ -213,8 +213,10 @@ void fxb_ent_disbursement_key(char out[FXB_ENT_KEY_MAX + 1], const char *policy_
     "local POLICY = {'status', 'valid_from_ms', 'valid_until_ms', 'quota', 'budget_fen',\n"        \
     "  'amount_fen', 'benefit_kind', 'confirm', 'grants_used', 'budget_used_fen'}\n"
 
-/* KEYS: policy, ent, queue, log, payouts. ARGV: now, by, pid, n, flags
- * ("r": repair, "h": held strings follow), the n subjects, then (with "h")
+/* KEYS: policy, ent, queue, log, payouts, unlisted. ARGV: now, by, pid, n,
+ * flags ("r": repair, "h": held strings follow, "d": the list entries of
+ * the subjects it creates are deferred: one entry n, subjects, at_ms in
+ * the unlisted stream for them, entitlement.h), the n subjects, then (with "h")
  * their n held strings (a full match computes none: 1,000 empty arguments
  * cost Redis 0.1-0.2 us per subject). Returns one digit per subject: the
  * fxb_ent_outcome; with repair, an array: that string, then
@@ -226,6 +228,7 @@ static fxb_script match_script = FXB_SCRIPT(
     "local now, by, pid, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])\n"
     "local repair = string.find(ARGV[5], 'r', 1, true)\n"
     "local helds = string.find(ARGV[5], 'h', 1, true)\n"
+    "local defer = string.find(ARGV[5], 'd', 1, true)\n"
     "local t = tonumber(now)\n"
     "local p = redis.call('HMGET', KEYS[1], unpack(POLICY))\n"
     "if not open(p, t) then return string.rep('5', n) end\n"
@@ -233,7 +236,7 @@ static fxb_script match_script = FXB_SCRIPT(
     "local cash, confirm, amt = p[7] == '1', p[8] == '1', p[6] or '0'\n"
     "local used, spent = tonumber(p[9]) or 0, tonumber(p[10]) or 0\n"
     "local cur = redis.call('HMGET', KEYS[2], unpack(ARGV, 6, 5 + n))\n"
-    "local out, hset, queue, seen, kept = {}, {}, {}, {}, {}\n"
+    "local out, hset, queue, seen, kept, unl = {}, {}, {}, {}, {}, {}\n"
     "local dm, dc, dg, de, du = 0, 0, 0, 0, 0\n"
     "local pays, np, pfx = {}, 0, pid .. ':'\n"
     "local fresh = '3,1,' .. now .. ',' .. now .. ',-,-'\n"
@@ -302,11 +305,16 @@ static fxb_script match_script = FXB_SCRIPT(
     "    end\n"
     "  end\n"
     "  out[i] = o\n"
+    "  if defer and o ~= '0' then unl[#unl + 1] = s end\n"
     "  if repair then kept[i] = o == '0' and c or '' end\n"
     "end\n"
     "if #hset > 0 then redis.call('HSET', KEYS[2], unpack(hset)) end\n"
     "if #queue > 0 then redis.call('ZADD', KEYS[3], unpack(queue)) end\n"
     "if np > 0 then disburse(KEYS[5], 'pay', du, table.concat(pays), amt, now) end\n"
+    "if #unl > 0 then\n"
+    "  redis.call('XADD', KEYS[6], '*', 'n', string.format('%d', #unl), 'subjects',\n"
+    "    table.concat(unl, ','), 'at_ms', now)\n"
+    "end\n"
     "flush()\n"
     "incr(KEYS[1], 'n_matched', dm)\n"
     "incr(KEYS[1], 'n_confirmed', dc)\n"
@@ -505,11 +513,12 @@ static fxb_code corrupt(fxb_err *err)
 }
 
 /* The policy's keys: [0] policy, [1] ent, [2] queue, [3] log, [4] payouts,
- * [5] paid. False on allocation failure. */
-static bool policy_keys(fxb_arena *a, const char *pid, const char *keys[6])
+ * [5] paid, [6] unlisted. False on allocation failure. */
+static bool policy_keys(fxb_arena *a, const char *pid, const char *keys[7])
 {
-    static const char *const suffix[6] = {"policy", "ent", "queue", "log", "payouts", "paid"};
-    for (int i = 0; i < 6; i++) {
+    static const char *const suffix[7] = {"policy",  "ent",  "queue",   "log",
+                                          "payouts", "paid", "unlisted"};
+    for (int i = 0; i < 7; i++) {
         keys[i] = fxb_key_owned(a, "b", pid, suffix[i]);
         if (keys[i] == NULL)
             return false;
@@ -523,20 +532,22 @@ fxb_code fxb_ent_match_batch(fxb_store *s, const char *policy_id, const fxb_ent_
                              int64_t now_ms, const char *by, fxb_ent_outcome *outcomes,
                              fxb_err *err)
 {
-    return fxb_ent_match_batch_with(s, policy_id, m, n, now_ms, by, outcomes, 0, NULL, NULL, err);
+    return fxb_ent_match_batch_with(s, policy_id, m, n, now_ms, by, outcomes, 0, 0, NULL, NULL,
+                                    err);
 }
 
 fxb_code fxb_ent_match_batch_with(fxb_store *s, const char *policy_id, const fxb_ent_match *m,
                                   size_t n, int64_t now_ms, const char *by,
-                                  fxb_ent_outcome *outcomes, size_t n_extra,
+                                  fxb_ent_outcome *outcomes, unsigned flags, size_t n_extra,
                                   const fxb_store_cmd *extra, redisReply **extra_replies,
                                   fxb_err *err)
 {
+    bool defer = (flags & FXB_ENT_DEFER_LISTS) != 0;
     for (size_t i = 0; i < n_extra && extra_replies != NULL; i++)
         extra_replies[i] = NULL;
     if (n_extra > 0 && (extra == NULL || extra_replies == NULL))
         return invalid(err, "BATCH_INVALID", "extra commands without room for their replies");
-    if (!policy_id_ok(policy_id))
+    if (!fxb_ent_policy_id_ok(policy_id))
         return invalid(err, "POLICY_ID_INVALID", "policy id must be b + 16 hex digits");
     if (n > FXB_ENT_BATCH_MAX)
         return invalid(err, "BATCH_TOO_LARGE", "at most FXB_ENT_BATCH_MAX subjects per batch");
@@ -549,7 +560,7 @@ fxb_code fxb_ent_match_batch_with(fxb_store *s, const char *policy_id, const fxb
     if (m == NULL || outcomes == NULL)
         return invalid(err, "BATCH_INVALID", "no subjects or no room for the outcomes");
     for (size_t i = 0; i < n; i++) {
-        if (!subject_ok(m[i].subject))
+        if (!fxb_ent_subject_ok(m[i].subject))
             return fxb_err_set(err, FXB_INVALID_ARGUMENT, "SUBJECT_ID_INVALID", "请求参数有误",
                                "subject %zu is not p / e + 24 hex digits", i);
         if (!held_ok(m[i].held))
@@ -560,7 +571,7 @@ fxb_code fxb_ent_match_batch_with(fxb_store *s, const char *policy_id, const fxb
     fxb_arena a;
     fxb_arena_init(&a, 0);
     fxb_code rc = FXB_OK;
-    const char *keys[6];
+    const char *keys[7];
     const char **args = fxb_arena_alloc(&a, (5 + 2 * n) * sizeof *args);
     bool helds = false;
     for (size_t i = 0; i < n && !helds; i++)
@@ -581,14 +592,17 @@ fxb_code fxb_ent_match_batch_with(fxb_store *s, const char *policy_id, const fxb
     args[1] = by;
     args[2] = policy_id;
     args[3] = count;
-    args[4] = repair ? (helds ? "rh" : "r") : (helds ? "h" : "-");
+    static const char *const flag_text[8] = {"-", "r", "h", "rh", "d", "rd", "hd", "rhd"};
+    args[4] = flag_text[(repair ? 1 : 0) | (helds ? 2 : 0) | (defer ? 4 : 0)];
     for (size_t i = 0; i < n; i++) {
         args[5 + i] = m[i].subject;
         if (helds)
             args[5 + n + i] = m[i].held != NULL ? m[i].held : "";
     }
     int argc = (int)(5 + (helds ? 2 : 1) * n);
-    redisReply *r = fxb_store_eval_with(s, err, &match_script, 5, keys, argc, args, NULL, n_extra,
+    /* the script's keys: policy .. payouts, then unlisted */
+    const char *mkeys[6] = {keys[0], keys[1], keys[2], keys[3], keys[4], keys[6]};
+    redisReply *r = fxb_store_eval_with(s, err, &match_script, 6, mkeys, argc, args, NULL, n_extra,
                                         extra, extra_replies);
     if (r == NULL) {
         fxb_arena_free(&a);
@@ -615,7 +629,7 @@ fxb_code fxb_ent_match_batch_with(fxb_store *s, const char *policy_id, const fxb
         outcomes[i] = (fxb_ent_outcome)o;
         const char *score = NULL;
         if (o == FXB_ENT_NEW_GRANTED || o == FXB_ENT_NEW_WAITING || o == FXB_ENT_NEW_HELD)
-            score = now;
+            score = defer ? NULL : now; /* deferred: in the unlisted stream */
         else if (o == FXB_ENT_UNCHANGED && digits != r && r->element[i + 1]->len > 0)
             score = fxb_arena_strndup(&a, r->element[i + 1]->str, r->element[i + 1]->len);
         if (score == NULL)
@@ -663,7 +677,7 @@ fxb_code fxb_ent_end_batch(fxb_store *s, const char *policy_id, const char *cons
                            size_t n, const char *reason, int64_t now_ms, const char *by,
                            fxb_ent_outcome *outcomes, fxb_err *err)
 {
-    if (!policy_id_ok(policy_id))
+    if (!fxb_ent_policy_id_ok(policy_id))
         return invalid(err, "POLICY_ID_INVALID", "policy id must be b + 16 hex digits");
     if (n > FXB_ENT_BATCH_MAX)
         return invalid(err, "BATCH_TOO_LARGE", "at most FXB_ENT_BATCH_MAX subjects per batch");
@@ -679,12 +693,12 @@ fxb_code fxb_ent_end_batch(fxb_store *s, const char *policy_id, const char *cons
     if (subjects == NULL || outcomes == NULL)
         return invalid(err, "BATCH_INVALID", "no subjects or no room for the outcomes");
     for (size_t i = 0; i < n; i++)
-        if (!subject_ok(subjects[i]))
+        if (!fxb_ent_subject_ok(subjects[i]))
             return fxb_err_set(err, FXB_INVALID_ARGUMENT, "SUBJECT_ID_INVALID", "请求参数有误",
                                "subject %zu is not p / e + 24 hex digits", i);
     fxb_arena a;
     fxb_arena_init(&a, 0);
-    const char *keys[6];
+    const char *keys[7];
     const char **args = fxb_arena_alloc(&a, (4 + n) * sizeof *args);
     if (args == NULL || !policy_keys(&a, policy_id, keys)) {
         fxb_arena_free(&a);
@@ -732,9 +746,9 @@ static fxb_code answer(redisReply *r, const char *subject, fxb_ent *out, fxb_err
 static fxb_code step(fxb_store *s, const char *op, const char *policy_id, const char *subject,
                      int64_t now_ms, const char *by, fxb_ent *out, fxb_err *err)
 {
-    if (!policy_id_ok(policy_id))
+    if (!fxb_ent_policy_id_ok(policy_id))
         return invalid(err, "POLICY_ID_INVALID", "policy id must be b + 16 hex digits");
-    if (!subject_ok(subject))
+    if (!fxb_ent_subject_ok(subject))
         return invalid(err, "SUBJECT_ID_INVALID", "subject must be p / e + 24 hex digits");
     if (!by_ok(by))
         return invalid(err, "ACTOR_INVALID", "by must be 1..64 printable characters");
@@ -742,7 +756,7 @@ static fxb_code step(fxb_store *s, const char *op, const char *policy_id, const 
         return invalid(err, "TIME_INVALID", "now_ms must not be negative");
     fxb_arena a;
     fxb_arena_init(&a, 0);
-    const char *keys[6];
+    const char *keys[7];
     if (!policy_keys(&a, policy_id, keys)) {
         fxb_arena_free(&a);
         return oom(err);
@@ -811,7 +825,7 @@ fxb_code fxb_ent_pay(fxb_store *s, const char *disbursement_key, const char *ref
         memcpy(subject, k + FXB_POLICY_ID_LEN + 1, SUBJECT_LEN);
         subject[SUBJECT_LEN] = '\0';
         const char *rs = k + FXB_POLICY_ID_LEN + SUBJECT_LEN + 2;
-        ok = policy_id_ok(pid) && subject_ok(subject) &&
+        ok = fxb_ent_policy_id_ok(pid) && fxb_ent_subject_ok(subject) &&
              parse_dec(rs, k + klen, 10, false, &round) && round <= UINT32_MAX;
     }
     if (!ok)
@@ -826,7 +840,7 @@ fxb_code fxb_ent_pay(fxb_store *s, const char *disbursement_key, const char *ref
         memcpy(policy_id_out, pid, sizeof pid);
     fxb_arena a;
     fxb_arena_init(&a, 0);
-    const char *keys[6];
+    const char *keys[7];
     if (!policy_keys(&a, pid, keys)) {
         fxb_arena_free(&a);
         return oom(err);
@@ -852,9 +866,9 @@ fxb_code fxb_ent_pay(fxb_store *s, const char *disbursement_key, const char *ref
 fxb_code fxb_ent_get(fxb_store *s, const char *policy_id, const char *subject, fxb_ent *out,
                      fxb_err *err)
 {
-    if (!policy_id_ok(policy_id))
+    if (!fxb_ent_policy_id_ok(policy_id))
         return invalid(err, "POLICY_ID_INVALID", "policy id must be b + 16 hex digits");
-    if (!subject_ok(subject))
+    if (!fxb_ent_subject_ok(subject))
         return invalid(err, "SUBJECT_ID_INVALID", "subject must be p / e + 24 hex digits");
     fxb_arena a;
     fxb_arena_init(&a, 0);
@@ -879,7 +893,7 @@ fxb_code fxb_ent_get(fxb_store *s, const char *policy_id, const char *subject, f
 fxb_code fxb_ent_each(fxb_store *s, const char *policy_id, uint32_t state_mask,
                       bool (*fn)(const fxb_ent *e, void *arg), void *arg, fxb_err *err)
 {
-    if (!policy_id_ok(policy_id))
+    if (!fxb_ent_policy_id_ok(policy_id))
         return invalid(err, "POLICY_ID_INVALID", "policy id must be b + 16 hex digits");
     if (fn == NULL)
         return invalid(err, "CALLBACK_MISSING", "fxb_ent_each needs a callback");
@@ -914,7 +928,7 @@ fxb_code fxb_ent_each(fxb_store *s, const char *policy_id, uint32_t state_mask,
             fxb_ent e;
             /* a value that does not parse is skipped, never guessed at */
             if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
-                !subject_ok(f->str) || !fxb_ent_parse(f->str, v->str, v->len, &e))
+                !fxb_ent_subject_ok(f->str) || !fxb_ent_parse(f->str, v->str, v->len, &e))
                 continue;
             if ((state_mask & (1u << e.state)) == 0)
                 continue;

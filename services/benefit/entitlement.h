@@ -66,6 +66,13 @@
  *                        (RecordPayment repeated with the same reference
  *                        answers the same; another reference for a paid key
  *                        is ALREADY_EXISTS PAYMENT_CONFLICT)
+ *   {b:<pid>}:unlisted   stream: the subjects of a full match's batches
+ *                        whose list entries are deferred
+ *                        (FXB_ENT_DEFER_LISTS): one entry per batch, n,
+ *                        subjects (joined by ","), at_ms (their created_ms).
+ *                        lists.h writes their list entries later and
+ *                        deletes the entry; until then readers find them
+ *                        through fxb:benefit:unlisted (lists.h)
  * Derived, written after the script (readers trust {b:<pid>}:ent):
  *   {p:<pid>}:benefits / {e:<eid>}:benefits   zset policy id -> created_ms:
  *                        the subject's entitlements, for its list. A crash
@@ -82,7 +89,12 @@
  *                        batches, does not repair: re-adding every entry of
  *                        a million-subject policy on every re-check would
  *                        cost Redis about a microsecond per subject, to
- *                        repair what only a crash in that window breaks
+ *                        repair what only a crash in that window breaks.
+ *                        A full match's write-out (grantout.h) defers the
+ *                        entries of what it creates (FXB_ENT_DEFER_LISTS):
+ *                        the script records them in {b:<pid>}:unlisted,
+ *                        so no crash loses them, and lists.h writes them
+ *                        after the burst; readers repair their own first
  *   {p:<pid>}:account    string: the account holding the person's verified
  *                        identity (written by the identity service), to
  *                        which person notices go; enterprises' notices go to
@@ -127,6 +139,12 @@ typedef struct fxb_ent {
 /* Parses a stored "<state>,<round>,..." value; false when malformed. */
 bool fxb_ent_parse(const char *subject, const char *value, size_t len, fxb_ent *out);
 
+/* A policy id: "b" + 16 lower-case hex (policy.h). */
+bool fxb_ent_policy_id_ok(const char *id);
+/* A person ("p") or enterprise ("e") subject: the letter + 24 lower-case
+ * hex. */
+bool fxb_ent_subject_ok(const char *s);
+
 /* The disbursement idempotency key "<pid>:<subject>:<round>". */
 void fxb_ent_disbursement_key(char out[FXB_ENT_KEY_MAX + 1], const char *policy_id,
                               const char *subject, uint32_t round);
@@ -164,14 +182,18 @@ fxb_code fxb_ent_match_batch(fxb_store *s, const char *policy_id, const fxb_ent_
                              int64_t now_ms, const char *by, fxb_ent_outcome *outcomes,
                              fxb_err *err);
 
-/* fxb_ent_match_batch with n_extra more commands in the script's round trip
- * (fxb_store_eval_with: reads whose result does not depend on the script,
- * e.g. the subjects' account links for their notices). extra_replies[i]
- * receives each reply (the caller frees them) or NULL when they did not
- * run (a refusal before anything was sent, a lost connection). */
+/* fxb_ent_match_batch with flags and n_extra more commands in the script's
+ * round trip (fxb_store_eval_with: commands whose result does not depend on
+ * the script, e.g. the subjects' account links for their notices).
+ * extra_replies[i] receives each reply (the caller frees them) or NULL when
+ * they did not run (a refusal before anything was sent, a lost
+ * connection). flags: FXB_ENT_DEFER_LISTS or 0. */
+#define FXB_ENT_DEFER_LISTS                                                                        \
+    1u /* the created subjects' list entries go to the                                             \
+          policy's unlisted stream (lists.h) */
 fxb_code fxb_ent_match_batch_with(fxb_store *s, const char *policy_id, const fxb_ent_match *m,
                                   size_t n, int64_t now_ms, const char *by,
-                                  fxb_ent_outcome *outcomes, size_t n_extra,
+                                  fxb_ent_outcome *outcomes, unsigned flags, size_t n_extra,
                                   const fxb_store_cmd *extra, redisReply **extra_replies,
                                   fxb_err *err);
 

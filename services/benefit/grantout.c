@@ -13,6 +13,7 @@
 #include "server/handler.h"
 #include "server/log.h"
 #include "services/benefit/entitlement.h"
+#include "services/benefit/lists.h"
 #include "services/benefit/notice.h"
 
 #define ZH_BUSY "系统繁忙，请稍后重试"
@@ -46,10 +47,11 @@ static void fail(run *r, fxb_code rc, const fxb_err *err)
     atomic_store(&r->stop, true);
 }
 
-/* One batch in three round trips: the script with the MGET of the
- * persons' account links (fxb_ent_match_batch_with), the subjects' list
- * entries, the notices to what it changed (their multicast outbox entries
- * follow without a wait: fxb_inbox_append_batch). */
+/* One batch in two round trips: the script with the MGET of the persons'
+ * account links and the SADD naming the policy among those with list
+ * entries deferred (fxb_ent_match_batch_with, FXB_ENT_DEFER_LISTS), then
+ * the notices to what it changed (their multicast outbox entries follow
+ * without a wait: fxb_inbox_append_batch). */
 static void batch(lane *l, size_t b)
 {
     run *r = l->r;
@@ -74,9 +76,25 @@ static void batch(lane *l, size_t b)
         fail(r, err.code, &err);
         return;
     }
-    redisReply *accounts = NULL;
+    /* after the script: the account links, and the policy named among
+     * those with list entries to write (lists.h) */
+    fxb_store_cmd extra[2];
+    redisReply *replies[2] = {NULL, NULL};
+    const char *sadd[3];
+    size_t n_extra = 0;
+    if (ng > 0)
+        extra[n_extra++] = mget;
+    fxb_lists_pending_cmd(sadd, r->p->id, &extra[n_extra++]);
     fxb_code rc = fxb_ent_match_batch_with(l->st, r->p->id, m, n, fxb_wall_ms(), r->by, o,
-                                           ng > 0 ? 1 : 0, &mget, &accounts, &err);
+                                           FXB_ENT_DEFER_LISTS, n_extra, extra, replies, &err);
+    redisReply *accounts = ng > 0 ? replies[0] : NULL;
+    if (replies[n_extra - 1] != NULL && replies[n_extra - 1]->type == REDIS_REPLY_ERROR)
+        fxb_log(FXB_LOG_WARN,
+                "benefit grant-out: policy %s: not named among the unlisted (the engine's "
+                "re-check finds it)",
+                r->p->id);
+    if (replies[n_extra - 1] != NULL)
+        freeReplyObject(replies[n_extra - 1]);
     if (rc != FXB_OK) {
         if (accounts != NULL)
             freeReplyObject(accounts);

@@ -16,6 +16,12 @@
  * depends on the order the batches reach Redis, as with any two matchers
  * (every grant is still counted atomically: never more than the quota).
  *
+ * The subjects' list entries ({p:|e:<subject>}:benefits) are not written
+ * here: each batch's script records the subjects it created in the
+ * policy's unlisted stream and the batch names the policy in
+ * FXB_LISTS_PENDING, and the engine writes the entries after the run
+ * (lists.h). That keeps a million new keys out of the burst.
+ *
  * The engine (engine.c) uses it for every full match; bench/benefit_bench.c
  * measures it. */
 #ifndef FXB_BENEFIT_GRANTOUT_H

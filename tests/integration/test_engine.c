@@ -28,6 +28,7 @@
 #include "services/benefit/benefit.h"
 #include "services/benefit/engine.h"
 #include "services/benefit/entitlement.h"
+#include "services/benefit/lists.h"
 #include "services/benefit/policy.h"
 #include "services/benefit/profile.h"
 #include "services/benefit/profile_view.h"
@@ -521,6 +522,52 @@ static void test_profile_changes_grant_and_end(void **state)
     assert_int_equal(e.state, FXB_ENT_ENDED);
 }
 
+/* A full match defers its subjects' list entries (lists.h): a sync finds
+ * them written; a change of a subject whose entry is still owed ends its
+ * entitlement all the same, and the next re-check writes the entry. */
+static void test_a_change_ends_an_entitlement_not_yet_listed(void **state)
+{
+    (void)state;
+    publish(P1, 1, RULE_P1, false, FXB_BENEFIT_SERVICE);
+    rec x;
+    char *Y = persons[N_PERSONS];
+    person(&x, 19410202, 901, Y);
+    add_text(&x, "district", "卫滨区");
+    add_bool(&x, "receives_pension", false);
+    upsert(&x);
+    n_persons = N_PERSONS + 1;
+    engine_start();
+    sync_engine(false);
+    fxb_ent e;
+    assert_true(ent(P1, Y, &e));
+    assert_int_equal(e.state, FXB_ENT_GRANTED);
+    const char *list = fxb_arena_printf(&a, "{p:%s}:benefits", Y);
+    assert_int_equal(integer("ZCARD %s", list), 1);
+    assert_int_equal(integer("SCARD %s", FXB_LISTS_PENDING), 0);
+    assert_int_equal(integer("XLEN %s", "{b:" P1 "}:unlisted"), 0);
+
+    /* as if the match had just run: Y's entry owed */
+    char created[24];
+    snprintf(created, sizeof created, "%" PRId64, e.created_ms);
+    const char *del[] = {"DEL", list};
+    run(2, del);
+    const char *xadd[] = {"XADD", "{b:" P1 "}:unlisted", "*", "n", "1", "subjects", Y, "at_ms",
+                          created};
+    run(9, xadd);
+    const char *sadd[] = {"SADD", FXB_LISTS_PENDING, P1};
+    run(3, sadd);
+    person(&x, 19410202, 901, Y);
+    add_bool(&x, "receives_pension", true);
+    upsert(&x);
+    sync_engine(false);
+    assert_true(ent(P1, Y, &e));
+    assert_int_equal(e.state, FXB_ENT_ENDED);
+    assert_string_equal(e.reason, "NO_LONGER_ELIGIBLE");
+    sync_engine(true);
+    assert_int_equal(integer("ZCARD %s", list), 1);
+    assert_int_equal(integer("SCARD %s", FXB_LISTS_PENDING), 0);
+}
+
 static void test_publish_matches_and_close_ends_what_was_not_granted(void **state)
 {
     (void)state;
@@ -806,6 +853,8 @@ int main(void)
             each_teardown),
         cmocka_unit_test_setup_teardown(test_profile_changes_grant_and_end, each_setup,
                                         each_teardown),
+        cmocka_unit_test_setup_teardown(test_a_change_ends_an_entitlement_not_yet_listed,
+                                        each_setup, each_teardown),
         cmocka_unit_test_setup_teardown(test_publish_matches_and_close_ends_what_was_not_granted,
                                         each_setup, each_teardown),
         cmocka_unit_test_setup_teardown(
