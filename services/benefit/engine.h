@@ -30,7 +30,10 @@
  * The engine runs on its own thread with its own Redis connection; it never
  * holds a worker. A full match writes its grants and notices through
  * fxb_grantout_run (grantout.h) over that connection and FXB_BENEFIT_WRITERS
- * - 1 more, one short-lived thread each. */
+ * - 1 more, one short-lived thread each; the subjects' list entries it
+ * defers (lists.h) the engine writes afterwards, a slice (about 8,000
+ * entries) between two looks at the feed, so that changes keep being
+ * applied while a million entries are written. */
 #ifndef FXB_BENEFIT_ENGINE_H
 #define FXB_BENEFIT_ENGINE_H
 
@@ -63,7 +66,8 @@ void fxb_engine_status_get(fxb_engine_status *out);
  * leader engine of THIS process has applied the change feed up to its end as
  * of the call and has reloaded the policies as of the call (running any
  * publish / close work they need), and, with recheck, has run one full
- * re-check pass started after the call. FAILED_PRECONDITION
+ * re-check pass started after the call; either way with every list entry
+ * owed by then written (lists.h). FAILED_PRECONDITION
  * ENGINE_NOT_LEADER when this process's engine is not the leader (or not
  * running); DEADLINE_EXCEEDED ENGINE_BUSY after timeout_ms. */
 fxb_code fxb_engine_sync(bool recheck, int timeout_ms, fxb_engine_status *out, fxb_err *err);
