@@ -157,3 +157,23 @@ int fxb_test_private_redis_start(char *url, size_t cap)
     fxb_test_private_redis_stop();
     return -1;
 }
+
+static char private_url[FXB_STORE_URL_MAX + 64];
+
+int fxb_test_private_group_setup(void **state)
+{
+    (void)state;
+    return fxb_test_private_redis_start(private_url, sizeof private_url);
+}
+
+int fxb_test_private_group_teardown(void **state)
+{
+    (void)state;
+    fxb_test_private_redis_stop();
+    return 0;
+}
+
+const char *fxb_test_private_url(void)
+{
+    return private_url;
+}

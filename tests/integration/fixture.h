@@ -25,4 +25,11 @@ fxb_store *fxb_test_store_open(const char *url);
 int fxb_test_private_redis_start(char *url, size_t cap);
 void fxb_test_private_redis_stop(void);
 
+/* cmocka group fixtures for a test file whose every test uses the private
+ * redis-server: start it (its URL then in fxb_test_private_url) and stop
+ * it. */
+int fxb_test_private_group_setup(void **state);
+int fxb_test_private_group_teardown(void **state);
+const char *fxb_test_private_url(void);
+
 #endif

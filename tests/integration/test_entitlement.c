@@ -34,24 +34,9 @@
 #define NOW     1750000000000LL
 #define AMOUNT  50000
 
-static char url[FXB_STORE_URL_MAX + 64];
-
-static int group_setup(void **state)
-{
-    (void)state;
-    return fxb_test_private_redis_start(url, sizeof url);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    fxb_test_private_redis_stop();
-    return 0;
-}
-
 static int each_setup(void **state)
 {
-    *state = fxb_test_store_open(url);
+    *state = fxb_test_store_open(fxb_test_private_url());
     return *state != NULL ? 0 : -1;
 }
 
@@ -1099,7 +1084,7 @@ typedef struct racer {
 static void *race(void *arg)
 {
     racer *r = arg;
-    fxb_store_options opt = {.url = url};
+    fxb_store_options opt = {.url = fxb_test_private_url()};
     fxb_err err;
     fxb_store *s = fxb_store_new(&opt, &err);
     r->rc = s != NULL ? FXB_OK : FXB_UNAVAILABLE;
@@ -1330,5 +1315,6 @@ int main(void)
         T(test_a_long_policy_title_is_cut_at_a_character),
         T(test_many_notices_in_one_call),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, fxb_test_private_group_setup,
+                                  fxb_test_private_group_teardown);
 }

@@ -23,21 +23,6 @@
 #define ENT    "{b:" PID "}:ent"
 #define AMOUNT 2000
 
-static char url[FXB_STORE_URL_MAX + 64];
-
-static int group_setup(void **state)
-{
-    (void)state;
-    return fxb_test_private_redis_start(url, sizeof url);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    fxb_test_private_redis_stop();
-    return 0;
-}
-
 typedef struct world {
     fxb_store *st[3];
     char (*names)[32];
@@ -73,7 +58,7 @@ static world *make_world(size_t n, const char *quota, bool confirm)
     world *w = calloc(1, sizeof *w);
     assert_non_null(w);
     for (int i = 0; i < 3; i++) {
-        w->st[i] = fxb_test_store_open(url);
+        w->st[i] = fxb_test_store_open(fxb_test_private_url());
         assert_non_null(w->st[i]);
     }
     cmd(w->st[0], "FLUSHALL", NULL);
@@ -315,5 +300,6 @@ int main(void)
         cmocka_unit_test(test_a_closed_policy_grants_nothing),
         cmocka_unit_test(test_bad_arguments_are_refused_before_anything_is_written),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, fxb_test_private_group_setup,
+                                  fxb_test_private_group_teardown);
 }

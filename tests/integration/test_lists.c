@@ -24,21 +24,7 @@
 #define UNLISTED "{b:" PID "}:unlisted"
 #define NOW      1700000000000LL
 
-static char url[FXB_STORE_URL_MAX + 64];
 static fxb_store *s;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    return fxb_test_private_redis_start(url, sizeof url);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    fxb_test_private_redis_stop();
-    return 0;
-}
 
 static fxb_err terr;
 
@@ -73,7 +59,7 @@ static void policy_record(const char *pid)
 static int each_setup(void **state)
 {
     (void)state;
-    s = fxb_test_store_open(url);
+    s = fxb_test_store_open(fxb_test_private_url());
     if (s == NULL)
         return -1;
     freeReplyObject(run("FLUSHALL"));
@@ -341,7 +327,7 @@ static void test_a_grant_out_leaves_the_lists_to_the_work(void **state)
                     .status = FXB_POLICY_PUBLISHED};
     snprintf(p.id, sizeof p.id, "%s", PID);
     /* (opening a store empties the database: first) */
-    fxb_store *stores[2] = {s, fxb_test_store_open(url)};
+    fxb_store *stores[2] = {s, fxb_test_store_open(fxb_test_private_url())};
     assert_non_null(stores[1]);
     policy_record(PID);
     fxb_grantout_counts c;
@@ -382,5 +368,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_grant_out_leaves_the_lists_to_the_work, each_setup,
                                         each_teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, fxb_test_private_group_setup,
+                                  fxb_test_private_group_teardown);
 }
