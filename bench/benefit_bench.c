@@ -9,7 +9,7 @@
  *   -b B       the baseline's pipeline depth in subjects (1..1000, default
  *              1000; fxb's batches are FXB_ENT_BATCH_MAX, as the engine's)
  *   -t T       connections of fxb_grantout_run, one thread each, as the
- *              engine's FXB_BENEFIT_WRITERS (1..8, default 4); the baseline
+ *              engine's FXB_BENEFIT_WRITERS (1..8, default 8); the baseline
  *              uses as many threads
  *   -I         every account's inbox exists already (prepare appends one
  *              earlier notice to each): a city whose app users have had
@@ -84,7 +84,7 @@
 static const char *redis_url;
 static size_t n_subjects = 1000000;
 static size_t batch = FXB_ENT_BATCH_MAX;
-static int threads = 4;
+static int threads = 8;
 static bool inboxes_exist;  /* -I: every account has an inbox already */
 static const char *aof_dir; /* -A: fsync its files after the last reply */
 

@@ -11,7 +11,7 @@
 #
 # Settings (environment variables):
 #   N=1000000       person subjects
-#   T=4             connections of fxb_grantout_run, one thread each, as the
+#   T=8             connections of fxb_grantout_run, one thread each, as the
 #                   engine's FXB_BENEFIT_WRITERS (1..8); the baseline uses
 #                   as many threads
 #   B=1000          the baseline's pipeline depth in subjects (1..1000;
@@ -48,7 +48,7 @@ LOG_PREFIX=benefit-bench # log / die
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$ROOT/bench/lib.sh"
 N=${N:-1000000}
-T=${T:-4}
+T=${T:-8}
 B=${B:-1000}
 FSYNC=${FSYNC:-everysec always}
 BASELINE=${BASELINE:-1}

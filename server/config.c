@@ -421,7 +421,7 @@ void fxb_config_defaults(fxb_config *cfg)
     cfg->sweep_interval_ms = 30000;
     cfg->benefit_engine = true;
     cfg->benefit_recheck_ms = 3600000;
-    cfg->benefit_writers = 4;
+    cfg->benefit_writers = 8;
     cfg->max_concurrent_streams = 1000;
     cfg->keepalive_time_ms = 7200000;
     cfg->keepalive_timeout_ms = 20000;

@@ -41,7 +41,7 @@ struct fxb_config {
     int sweep_interval_ms;        /* FXB_SWEEP_INTERVAL_MS 100..3600000, default 30000 */
     bool benefit_engine;          /* FXB_BENEFIT_ENGINE 0|1: run the matching engine, default 1 */
     int benefit_recheck_ms;       /* FXB_BENEFIT_RECHECK_MS 1000..86400000, default 3600000 */
-    int benefit_writers;          /* FXB_BENEFIT_WRITERS 1..8, default 4 */
+    int benefit_writers;          /* FXB_BENEFIT_WRITERS 1..8, default 8 */
     int max_concurrent_streams;   /* FXB_MAX_CONCURRENT_STREAMS 1..100000, default 1000 */
     int keepalive_time_ms;        /* FXB_KEEPALIVE_TIME_MS 10000..86400000, default 7200000 */
     int keepalive_timeout_ms;     /* FXB_KEEPALIVE_TIMEOUT_MS 1000..600000, default 20000 */

@@ -264,11 +264,11 @@ static long long integer(const char *fmt, const char *arg)
 
 /* --- the engine --------------------------------------------------------------------------- */
 
-/* Each start uses the next of 4 (the default), 1 and 8 write-out
+/* Each start uses the next of 8 (the default), 1 and 4 write-out
  * connections (FXB_BENEFIT_WRITERS), so the tests cover all three. */
 static void engine_start(void)
 {
-    static const int writers[] = {4, 1, 8};
+    static const int writers[] = {8, 1, 4};
     static unsigned starts;
     fxb_config cfg;
     fxb_config_defaults(&cfg);
