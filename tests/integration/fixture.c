@@ -177,3 +177,14 @@ const char *fxb_test_private_url(void)
 {
     return private_url;
 }
+
+long long fxb_test_reply_number(redisReply *r)
+{
+    if (r == NULL)
+        return -1;
+    long long v = r->type == REDIS_REPLY_INTEGER  ? r->integer
+                  : r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10)
+                                                  : -1;
+    freeReplyObject(r);
+    return v;
+}

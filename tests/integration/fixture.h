@@ -32,4 +32,8 @@ int fxb_test_private_group_setup(void **state);
 int fxb_test_private_group_teardown(void **state);
 const char *fxb_test_private_url(void);
 
+/* A reply's number (an integer, or a string of digits), then frees it; -1
+ * for NULL or any other type. */
+long long fxb_test_reply_number(redisReply *r);
+
 #endif

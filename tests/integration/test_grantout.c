@@ -42,13 +42,7 @@ static void cmd(fxb_store *s, const char *fmt, const char *arg)
 static long long num(fxb_store *s, const char *fmt, const char *arg)
 {
     fxb_err err;
-    redisReply *r = fxb_store_command(s, &err, fmt, arg);
-    assert_non_null(r);
-    long long v = r->type == REDIS_REPLY_INTEGER  ? r->integer
-                  : r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10)
-                                                  : -1;
-    freeReplyObject(r);
-    return v;
+    return fxb_test_reply_number(fxb_store_command(s, &err, fmt, arg));
 }
 
 /* n persons p<i>, the even ones with an account acct-<i>; a published cash

@@ -35,19 +35,9 @@ static redisReply *checked(redisReply *r)
     return r;
 }
 
-static long long number(redisReply *r)
-{
-    assert_non_null(r);
-    long long v = r->type == REDIS_REPLY_INTEGER  ? r->integer
-                  : r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10)
-                                                  : -1;
-    freeReplyObject(r);
-    return v;
-}
-
 /* a command that must succeed, and one whose integer answer is wanted */
 #define run(...) checked(fxb_store_command(s, &terr, __VA_ARGS__))
-#define num(...) number(fxb_store_command(s, &terr, __VA_ARGS__))
+#define num(...) fxb_test_reply_number(fxb_store_command(s, &terr, __VA_ARGS__))
 
 static void policy_record(const char *pid)
 {
@@ -109,7 +99,8 @@ static void defer_match(const char *pid, int from, int n, int64_t now)
 
 static long long score(const char *subject, const char *pid)
 {
-    return number(fxb_store_command(s, &terr, "ZSCORE {p:%s}:benefits %s", subject, pid));
+    return fxb_test_reply_number(
+        fxb_store_command(s, &terr, "ZSCORE {p:%s}:benefits %s", subject, pid));
 }
 
 static fxb_lists_progress work(size_t max, fxb_code want)
