@@ -9,9 +9,8 @@
 #include "services/benefit/entitlement.h"
 #include "store/keys.h"
 
-#define ZH_BUSY     "系统繁忙，请稍后重试"
-#define SUBJECT_LEN 25
-#define AT_MAX      20 /* digits of a created_ms */
+#define ZH_BUSY "系统繁忙，请稍后重试"
+#define AT_MAX  20 /* digits of a created_ms */
 
 static fxb_code oom(fxb_err *err)
 {

@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "services/benefit/entitlement.h"
 #include "store/inbox.h"
 #include "store/keys.h"
 
-#define SUBJECT_LEN  25 /* "p" / "e" + 24 hex */
 #define NOTIFY_CHUNK 1000
 #define ELLIPSIS     "…"
 #define ZH_BUSY      "系统繁忙，请稍后重试"
@@ -25,16 +25,6 @@ static const char *const kind_name[] = {
     [FXB_NOTICE_ENDED] = "benefit.ended",
     [FXB_NOTICE_PAID] = "benefit.paid",
 };
-
-static bool subject_ok(const char *s)
-{
-    if (s == NULL || (s[0] != 'p' && s[0] != 'e') || strnlen(s, SUBJECT_LEN + 1) != SUBJECT_LEN)
-        return false;
-    for (size_t i = 1; i < SUBJECT_LEN; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
 
 /* pre + title + post in at most max bytes: when the whole would not fit,
  * the policy title is cut at a UTF-8 boundary and ends with "…". out has
@@ -270,7 +260,7 @@ static notice_text *prepare(const fxb_policy *p, const char *const *subjects,
     }
     bool used[FXB_NOTICE_PAID + 1] = {false};
     for (size_t i = 0; i < n; i++) {
-        if (!subject_ok(subjects[i])) {
+        if (!fxb_ent_subject_ok(subjects[i])) {
             fxb_err_set(err, FXB_INVALID_ARGUMENT, "SUBJECT_ID_INVALID", ZH_BUSY,
                         "subject %zu is not p / e + 24 hex digits", i);
             return NULL;
